@@ -1,0 +1,420 @@
+#!/usr/bin/env node
+// The vitfold command line. Every command is a thin layer over the library: parse flags, load,
+// call the pure core, print, write atomically.
+
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { ConfigError, PRESETS, preset, validateConfig, type ViTConfig } from '../core/config.js';
+import { fold, foldedConfig, unjoinedCoefficients } from '../core/fold.js';
+import { flopsPerImage, formatCount } from '../core/flops.js';
+import {
+  describeConfig,
+  describeStructure,
+  ModelError,
+  toBranched,
+  type Model,
+} from '../core/model.js';
+import { initParams, paramCount, type Tensor } from '../core/params.js';
+import { SafetensorsError, type FloatDType } from '../core/safetensors.js';
+import { checkFold, compareLogits, randomInput } from '../core/verify.js';
+import { referenceForward } from '../core/reference.js';
+import { loadModel, readFloatTensor, saveModel } from '../io.js';
+import { Progress } from './progress.js';
+
+class CliError extends Error {
+  override name = 'CliError';
+}
+
+/** Exit codes: 0 ok, 1 a check failed (verify above tolerance), 2 bad input or usage. */
+const EXIT_CHECK_FAILED = 1;
+const EXIT_BAD_INPUT = 2;
+
+function positiveInt(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${name} must be a positive integer (got '${v}')`);
+    return n;
+  };
+}
+
+function nonNegativeInt(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a non-negative integer (got '${v}')`);
+    return n;
+  };
+}
+
+function positiveNumber(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!(n > 0) || !Number.isFinite(n)) throw new InvalidArgumentError(`${name} must be a positive number (got '${v}')`);
+    return n;
+  };
+}
+
+const DTYPES: Record<string, FloatDType> = { f32: 'F32', f64: 'F64', f16: 'F16', bf16: 'BF16' };
+
+function printNotes(notes: string[]): void {
+  for (const n of notes) process.stderr.write(`note: ${n}\n`);
+}
+
+interface BranchOpts {
+  branches?: number;
+  assumeJoined?: boolean;
+  numHeads?: number;
+}
+
+/**
+ * The fully joined branched model that `fold` and `verify` work on: a branched checkpoint as it
+ * is, or a plain checkpoint regrouped with --branches k, which needs --assume-joined because its
+ * fold equals the fully joined model, not the deep model the checkpoint holds.
+ */
+function joinedModelFrom(path: string, opts: BranchOpts): Model {
+  const notes: string[] = [];
+  const model = loadModel(path, { numHeads: opts.numHeads, notes });
+  printNotes(notes);
+  const s = model.structure;
+  if (s.kind === 'folded') {
+    throw new CliError(
+      `${path}: is already folded (${describeStructure(s, model.config)}); give the branched model it was folded from`,
+    );
+  }
+  if (s.kind === 'plain') {
+    if (opts.branches === undefined) {
+      throw new CliError(
+        `${path}: is a plain ${model.config.depth}-layer ViT with no branch structure in its metadata.\n` +
+          `To fold it as blocks of k consecutive layers, pass --branches k --assume-joined ` +
+          `(k divides ${model.config.depth}).`,
+      );
+    }
+    if (!opts.assumeJoined) {
+      throw new CliError(
+        `--branches ${opts.branches} regroups the plain model ${path} into ${model.config.depth / opts.branches} ` +
+          `blocks of ${opts.branches} branches. Its fold equals the FULLY JOINED model (every join ` +
+          `coefficient 1), not the original deep model, whose outputs will differ. ` +
+          `Pass --assume-joined to confirm that this is what you want.`,
+      );
+    }
+    return toBranched(model, opts.branches, { attn: 1, ffn: 1 }, path);
+  }
+  if (opts.branches !== undefined && opts.branches !== s.branches) {
+    throw new CliError(`${path}: is a ${s.branches}-branch model; --branches ${opts.branches} contradicts it`);
+  }
+  const unjoined = unjoinedCoefficients(model);
+  if (unjoined.length) {
+    throw new CliError(
+      `${path}: is not fully joined, so no exact fold exists yet:\n  ${unjoined.join('\n  ')}\n` +
+        `Every join coefficient must be 1; continue training until the schedule has joined every block.`,
+    );
+  }
+  return model;
+}
+
+function fmtErr(x: number): string {
+  return Number.isNaN(x) ? 'NaN' : x.toExponential(2);
+}
+
+function seconds(t0: number): string {
+  return `${((performance.now() - t0) / 1000).toFixed(2)}s`;
+}
+
+function loadInput(path: string | undefined, model: Model, batch: number, seed: number): { x: Tensor; label: string } {
+  if (path === undefined) {
+    return { x: randomInput(model, batch, seed), label: `seeded normal [${batch}, ${model.config.in_chans}, ${model.config.img_size}, ${model.config.img_size}] (seed ${seed})` };
+  }
+  const x = readFloatTensor(path, 'x', 4);
+  const { in_chans: C, img_size: S } = model.config;
+  if (x.shape[1] !== C || x.shape[2] !== S || x.shape[3] !== S) {
+    throw new CliError(`${path}: 'x' has shape ${JSON.stringify(x.shape)}, expected [B, ${C}, ${S}, ${S}] for this model`);
+  }
+  return { x, label: `${path} 'x' ${JSON.stringify(x.shape)}` };
+}
+
+function progressFor(label: string) {
+  const p = new Progress(label);
+  return {
+    onImage: (what: string, done: number, total: number) => p.update(done, total, what),
+    done: () => p.done(),
+  };
+}
+
+interface VerifyReport {
+  ok: boolean;
+  lines: string[];
+}
+
+/** Runs the branched model and its fold on x and reports; shared by verify, fold --verify, demo. */
+function verifyFold(branched: Model, folded: Model, x: Tensor, inputLabel: string, tol: number): VerifyReport {
+  const prog = progressFor('verify');
+  const t0 = performance.now();
+  const res = checkFold(branched, folded, x, prog.onImage);
+  prog.done();
+  const ok = res.error.maxRel <= tol;
+  return {
+    ok,
+    lines: [
+      `input    ${inputLabel}`,
+      `logits   branched (float64) vs fold (float64): max abs ${fmtErr(res.error.maxAbs)}, ` +
+        `max rel ${fmtErr(res.error.maxRel)} (tolerance ${tol})  ${ok ? 'OK' : 'FAILED'}`,
+      `time     ${seconds(t0)} for both forwards (float64 reference)`,
+    ],
+  };
+}
+
+function configFromOptions(o: Record<string, unknown>): ViTConfig {
+  const cfg = preset(o.preset as string);
+  const map: [string, keyof ViTConfig][] = [
+    ['imgSize', 'img_size'],
+    ['patchSize', 'patch_size'],
+    ['inChans', 'in_chans'],
+    ['numClasses', 'num_classes'],
+    ['embedDim', 'embed_dim'],
+    ['depth', 'depth'],
+    ['numHeads', 'num_heads'],
+    ['headDim', 'head_dim'],
+    ['mlpHidden', 'mlp_hidden'],
+  ];
+  const headDimGiven = o.headDim !== undefined;
+  for (const [opt, key] of map) if (o[opt] !== undefined) cfg[key] = o[opt] as number;
+  if (!headDimGiven && (o.embedDim !== undefined || o.numHeads !== undefined)) cfg.head_dim = cfg.embed_dim / cfg.num_heads;
+  if (o.mlpHidden === undefined && o.embedDim !== undefined) cfg.mlp_hidden = 4 * cfg.embed_dim;
+  return validateConfig(cfg, `--preset ${o.preset as string} with overrides`);
+}
+
+export function buildProgram(): Command {
+  const program = new Command();
+  program
+    .name('vitfold')
+    .description(
+      'Make Vision Transformers shallower without losing accuracy: train parallel branches, join them, ' +
+        'then fold each block exactly into one wider layer (Zhou et al., arXiv 2511.19718).',
+    )
+    .version('0.1.0')
+    .showHelpAfterError('(run with --help for usage)')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  $ vitfold init --preset deit-tiny --out deit-tiny.safetensors
+  $ vitfold info deit-tiny.safetensors
+  $ vitfold fold deit-tiny.safetensors --branches 4 --assume-joined --out deit-tiny-3layer.safetensors
+  $ vitfold verify deit-tiny.safetensors --branches 4 --assume-joined --folded deit-tiny-3layer.safetensors
+  $ vitfold demo`,
+    );
+
+  program
+    .command('info')
+    .description('print a model file\'s config, join state, parameter count and FLOPs per image')
+    .argument('<model>', 'model .safetensors (vitfold or timm/DeiT)')
+    .addOption(new Option('--num-heads <n>', 'head count, for files without a config').argParser(positiveInt('--num-heads')))
+    .option('--json', 'print JSON instead of text')
+    .action((path: string, o: { numHeads?: number; json?: boolean }) => {
+      const notes: string[] = [];
+      const model = loadModel(path, { numHeads: o.numHeads, notes });
+      printNotes(notes);
+      const cfg = model.config;
+      const s = model.structure;
+      const flops = flopsPerImage(cfg);
+      const foldCfg = s.kind === 'branched' ? foldedConfig(cfg, s.branches) : null;
+      if (o.json) {
+        console.log(
+          JSON.stringify(
+            { file: path, config: cfg, structure: s, dtype: model.dtype, params: paramCount(cfg), flops_per_image: flops.total, fold: foldCfg, metadata: model.extraMetadata },
+            null,
+            2,
+          ),
+        );
+        return;
+      }
+      console.log(`file       ${path} (${model.dtype})`);
+      console.log(`config     ${describeConfig(cfg)}, LayerNorm eps ${cfg.eps}`);
+      console.log(`structure  ${describeStructure(s, cfg)}`);
+      console.log(`params     ${paramCount(cfg).toLocaleString('en-US')} (${formatCount(paramCount(cfg))})`);
+      console.log(
+        `FLOPs      ${formatCount(flops.total)}FLOP per image (matmuls, multiply-add = 2: ` +
+          `patch ${formatCount(flops.patchEmbed)}, attention ${formatCount(flops.attention)}, MLP ${formatCount(flops.mlp)}, head ${formatCount(flops.head)})`,
+      );
+      if (foldCfg && s.kind === 'branched') {
+        const unjoined = unjoinedCoefficients(model);
+        console.log(
+          `fold       ${foldCfg.depth} layers, ${foldCfg.num_heads} heads x ${foldCfg.head_dim}, MLP ${foldCfg.mlp_hidden}, ` +
+            `${paramCount(foldCfg).toLocaleString('en-US')} params; ` +
+            (unjoined.length ? `not yet possible (${unjoined.length} coefficients below 1)` : 'ready (fully joined)'),
+        );
+      }
+      for (const [k, v] of Object.entries(model.extraMetadata)) console.log(`metadata   ${k}: ${v.length > 100 ? v.slice(0, 100) + '...' : v}`);
+    });
+
+  program
+    .command('init')
+    .description('write a randomly initialized model (timm init), plain or branched with coefficients 0')
+    .requiredOption('--out <file>', 'output .safetensors')
+    .addOption(new Option('--preset <name>', 'base config').choices(Object.keys(PRESETS)).default('deit-tiny'))
+    .addOption(new Option('--branches <k>', 'write a k-branch model (join coefficients 0 = the deep model)').argParser(positiveInt('--branches')))
+    .addOption(new Option('--seed <n>', 'random seed').argParser(nonNegativeInt('--seed')).default(0))
+    .addOption(new Option('--dtype <t>', 'storage dtype').choices(Object.keys(DTYPES)).default('f32'))
+    .addOption(new Option('--img-size <n>').argParser(positiveInt('--img-size')))
+    .addOption(new Option('--patch-size <n>').argParser(positiveInt('--patch-size')))
+    .addOption(new Option('--in-chans <n>').argParser(positiveInt('--in-chans')))
+    .addOption(new Option('--num-classes <n>').argParser(positiveInt('--num-classes')))
+    .addOption(new Option('--embed-dim <n>').argParser(positiveInt('--embed-dim')))
+    .addOption(new Option('--depth <n>').argParser(positiveInt('--depth')))
+    .addOption(new Option('--num-heads <n>').argParser(positiveInt('--num-heads')))
+    .addOption(new Option('--head-dim <n>', 'default embed-dim / num-heads').argParser(positiveInt('--head-dim')))
+    .addOption(new Option('--mlp-hidden <n>', 'default 4 * embed-dim').argParser(positiveInt('--mlp-hidden')))
+    .addHelpText('after', '\nExample:\n  $ vitfold init --preset vit-28 --branches 4 --out fmnist-4branch.safetensors')
+    .action((o: Record<string, unknown>) => {
+      const config = configFromOptions(o);
+      let model: Model = { config, structure: { kind: 'plain' }, params: initParams(config, o.seed as number), dtype: 'F32', extraMetadata: {} };
+      if (o.branches !== undefined) model = toBranched(model, o.branches as number, {}, '--branches');
+      saveModel(o.out as string, model, DTYPES[o.dtype as string]);
+      console.log(`wrote ${o.out as string}: ${describeConfig(config)}; ${describeStructure(model.structure, config)}; ${paramCount(config).toLocaleString('en-US')} params`);
+    });
+
+  program
+    .command('fold')
+    .description('fold a fully joined branched model into an equivalent shallower, wider plain ViT (exact)')
+    .argument('<model>', 'branched model .safetensors with every join coefficient at 1, or a plain one with --branches --assume-joined')
+    .requiredOption('--out <file>', 'output .safetensors (a plain ViT: timm names, wider shapes)')
+    .addOption(new Option('--branches <k>', 'regroup a plain checkpoint into blocks of k consecutive layers').argParser(positiveInt('--branches')))
+    .option('--assume-joined', 'with --branches: fold as the fully joined model (differs from the deep original)')
+    .addOption(new Option('--dtype <t>', 'storage dtype of the folded weights (default: the input file\'s)').choices(Object.keys(DTYPES)))
+    .addOption(new Option('--num-heads <n>', 'head count, for files without a config').argParser(positiveInt('--num-heads')))
+    .option('--verify', 'also run the branched model and the fold on a seeded input and compare (float64)')
+    .addHelpText(
+      'after',
+      `
+The fold is computed in float64; the file stores the weights as --dtype.
+
+Examples:
+  $ vitfold fold run/joined.safetensors --out run/folded.safetensors
+  $ vitfold fold deit_tiny_patch16_224.safetensors --branches 4 --assume-joined --out deit-3layer.safetensors`,
+    )
+    .action((path: string, o: BranchOpts & { out: string; dtype?: string; verify?: boolean }) => {
+      const t0 = performance.now();
+      const branched = joinedModelFrom(path, o);
+      const folded = fold(branched, path);
+      saveModel(o.out, folded, o.dtype ? DTYPES[o.dtype] : branched.dtype);
+      const c = folded.config;
+      console.log(
+        `folded   ${path}: ${branched.config.depth} layers in ${c.depth} blocks x ${(folded.structure as { branches: number }).branches} branches -> ` +
+          `${c.depth} layers, ${c.num_heads} heads x ${c.head_dim}, MLP ${c.mlp_hidden}`,
+      );
+      console.log(`wrote    ${o.out} (${o.dtype ? DTYPES[o.dtype] : branched.dtype}, ${paramCount(c).toLocaleString('en-US')} params) in ${seconds(t0)}`);
+      if (o.verify) {
+        const { x, label } = loadInput(undefined, branched, 1, 0);
+        const rep = verifyFold(branched, folded, x, label, 1e-9);
+        rep.lines.forEach((l) => console.log(l));
+        if (!rep.ok) return void (process.exitCode = EXIT_CHECK_FAILED);
+      }
+    });
+
+  program
+    .command('verify')
+    .description('check that a fully joined branched model and its fold give the same logits (float64)')
+    .argument('<model>', 'branched model .safetensors, or a plain one with --branches --assume-joined')
+    .addOption(new Option('--branches <k>', 'regroup a plain checkpoint into blocks of k consecutive layers').argParser(positiveInt('--branches')))
+    .option('--assume-joined', 'with --branches: verify the fully joined model\'s fold')
+    .option('--input <file>', 'input .safetensors with tensor x [B, C, S, S] (default: seeded normal input)')
+    .addOption(new Option('--batch <n>', 'images in the seeded input').argParser(positiveInt('--batch')).default(2))
+    .addOption(new Option('--seed <n>', 'seed of the input').argParser(nonNegativeInt('--seed')).default(0))
+    .option('--folded <file>', 'also check this folded file (e.g. written by `vitfold fold`) against the branched model')
+    .addOption(new Option('--tol <x>', 'max relative logit error of the float64 fold').argParser(positiveNumber('--tol')).default(1e-9))
+    .addOption(
+      new Option('--folded-tol <x>', 'max relative error for --folded (default: 1e-9 for F64 files, 1e-5 for F32, 1e-2 for F16/BF16)').argParser(
+        positiveNumber('--folded-tol'),
+      ),
+    )
+    .addOption(new Option('--num-heads <n>', 'head count, for files without a config').argParser(positiveInt('--num-heads')))
+    .addHelpText(
+      'after',
+      `
+Relative error = max |branched - folded| / max |branched| over all logits. The in-memory fold is
+float64 and must be within --tol (1e-9); a folded FILE stores rounded weights (F32: ~1e-7).
+Exit code 1 when a check fails.
+
+Examples:
+  $ vitfold verify run/joined.safetensors
+  $ vitfold verify deep.safetensors --branches 3 --assume-joined --input x.safetensors
+  $ vitfold verify deep.safetensors --branches 3 --assume-joined --folded deep-folded.safetensors`,
+    )
+    .action(
+      (
+        path: string,
+        o: BranchOpts & { input?: string; batch: number; seed: number; folded?: string; tol: number; foldedTol?: number },
+      ) => {
+        const branched = joinedModelFrom(path, o);
+        const folded = fold(branched, path);
+        const { x, label } = loadInput(o.input, branched, o.batch, o.seed);
+        const c = folded.config;
+        console.log(`model    ${path}: ${describeStructure(branched.structure, branched.config)}`);
+        console.log(`fold     ${c.depth} layers, ${c.num_heads} heads x ${c.head_dim}, MLP ${c.mlp_hidden}`);
+        const rep = verifyFold(branched, folded, x, label, o.tol);
+        rep.lines.forEach((l) => console.log(l));
+        let ok = rep.ok;
+        if (o.folded !== undefined) {
+          const file = loadModel(o.folded);
+          const fc = file.config;
+          if (fc.depth !== c.depth || fc.num_heads !== c.num_heads || fc.head_dim !== c.head_dim || fc.mlp_hidden !== c.mlp_hidden) {
+            throw new CliError(`${o.folded}: has ${describeConfig(fc)}, but the fold of ${path} has ${describeConfig(c)}`);
+          }
+          const tol = o.foldedTol ?? (file.dtype === 'F64' ? 1e-9 : file.dtype === 'F32' ? 1e-5 : 1e-2);
+          const branchedLogits = referenceForward(branched, x).data;
+          const err = compareLogits(branchedLogits, referenceForward(file, x).data);
+          const fileOk = err.maxRel <= tol;
+          console.log(
+            `file     branched vs ${o.folded} (${file.dtype} weights): max abs ${fmtErr(err.maxAbs)}, ` +
+              `max rel ${fmtErr(err.maxRel)} (tolerance ${tol})  ${fileOk ? 'OK' : 'FAILED'}`,
+          );
+          ok &&= fileOk;
+        }
+        if (!ok) process.exitCode = EXIT_CHECK_FAILED;
+      },
+    );
+
+  program
+    .command('demo')
+    .description('the built-in default: a DeiT-Tiny-shaped ViT regrouped as 3 blocks x 4 branches, folded and verified')
+    .option('--out <dir>', 'directory for the model files', 'runs/demo')
+    .addOption(new Option('--preset <name>', 'model shape').choices(Object.keys(PRESETS)).default('deit-tiny'))
+    .addOption(new Option('--branches <k>', 'branches per block').argParser(positiveInt('--branches')).default(4))
+    .addOption(new Option('--seed <n>', 'seed of weights and input').argParser(nonNegativeInt('--seed')).default(0))
+    .action((o: { out: string; preset: string; branches: number; seed: number }) => {
+      const config = preset(o.preset);
+      mkdirSync(o.out, { recursive: true });
+      const deep: Model = { config, structure: { kind: 'plain' }, params: initParams(config, o.seed), dtype: 'F32', extraMetadata: {} };
+      const deepPath = join(o.out, `${o.preset}-deep.safetensors`);
+      saveModel(deepPath, deep);
+      console.log(`model    ${deepPath}: ${describeConfig(config)} (random timm init), ${paramCount(config).toLocaleString('en-US')} params`);
+      const t0 = performance.now();
+      const branched = toBranched(deep, o.branches, { attn: 1, ffn: 1 }, '--branches');
+      const folded = fold(branched);
+      const foldedPath = join(o.out, `${o.preset}-folded-${config.depth / o.branches}layer.safetensors`);
+      saveModel(foldedPath, folded);
+      const c = folded.config;
+      console.log(`fold     ${config.depth / o.branches} blocks x ${o.branches} branches (fully joined) -> ${c.depth} layers, ${c.num_heads} heads x ${c.head_dim}, MLP ${c.mlp_hidden}: ${foldedPath} in ${seconds(t0)}`);
+      const rep = verifyFold(branched, folded, randomInput(deep, 1, o.seed), `seeded normal [1, ${config.in_chans}, ${config.img_size}, ${config.img_size}]`, 1e-9);
+      rep.lines.forEach((l) => console.log(l));
+      console.log('(training with a join schedule, data and latency benchmarks arrive with `vitfold train` and `vitfold bench`)');
+      if (!rep.ok) process.exitCode = EXIT_CHECK_FAILED;
+    });
+
+  return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  try {
+    await buildProgram().parseAsync(argv);
+  } catch (e) {
+    if (e instanceof CliError || e instanceof ModelError || e instanceof ConfigError || e instanceof SafetensorsError) {
+      process.stderr.write(`vitfold: error: ${e.message}\n`);
+      process.exitCode = EXIT_BAD_INPUT;
+      return;
+    }
+    throw e;
+  }
+}
+
+await main(process.argv);
