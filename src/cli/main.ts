@@ -143,6 +143,7 @@ function progressFor(label: string) {
 interface VerifyReport {
   ok: boolean;
   lines: string[];
+  branchedLogits: Float64Array;
 }
 
 /** Runs the branched model and its fold on x and reports; shared by verify, fold --verify, demo. */
@@ -154,6 +155,7 @@ function verifyFold(branched: Model, folded: Model, x: Tensor, inputLabel: strin
   const ok = res.error.maxRel <= tol;
   return {
     ok,
+    branchedLogits: res.branchedLogits.data,
     lines: [
       `input    ${inputLabel}`,
       `logits   branched (float64) vs fold (float64): max abs ${fmtErr(res.error.maxAbs)}, ` +
@@ -361,8 +363,7 @@ Examples:
             throw new CliError(`${o.folded}: has ${describeConfig(fc)}, but the fold of ${path} has ${describeConfig(c)}`);
           }
           const tol = o.foldedTol ?? (file.dtype === 'F64' ? 1e-9 : file.dtype === 'F32' ? 1e-5 : 1e-2);
-          const branchedLogits = referenceForward(branched, x).data;
-          const err = compareLogits(branchedLogits, referenceForward(file, x).data);
+          const err = compareLogits(rep.branchedLogits, referenceForward(file, x).data);
           const fileOk = err.maxRel <= tol;
           console.log(
             `file     branched vs ${o.folded} (${file.dtype} weights): max abs ${fmtErr(err.maxAbs)}, ` +

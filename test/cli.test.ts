@@ -1,0 +1,105 @@
+// The CLI as users run it: the built binary (npm test builds first), exit codes, messages.
+
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { toBranched } from '../src/core/model.js';
+import { loadModel, saveModel } from '../src/io.js';
+import { GOLDEN, randomModel, REPO, smallConfig, tmpDir } from './helpers.js';
+
+const BIN = join(REPO, 'dist', 'cli', 'main.js');
+const DEEP = join(GOLDEN, 'deep.safetensors');
+
+function vitfold(...args: string[]) {
+  assert.ok(existsSync(BIN), `${BIN} missing: run 'npm run build' (npm test does)`);
+  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8' });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+function relError(out: string, label: string): number {
+  const m = new RegExp(`${label}.*max rel ([0-9.e+-]+)`).exec(out);
+  assert.ok(m, `no '${label} ... max rel' in:\n${out}`);
+  return Number(m[1]);
+}
+
+test('fold + verify a plain checkpoint regrouped with --branches --assume-joined', () => {
+  const dir = tmpDir();
+  const out = join(dir, 'folded.safetensors');
+  const f = vitfold('fold', DEEP, '--branches', '4', '--assume-joined', '--out', out);
+  assert.equal(f.code, 0, f.err);
+  assert.match(f.out, /12 layers in 3 blocks x 4 branches -> 3 layers, 12 heads x 16, MLP 768/);
+  const m = loadModel(out);
+  assert.deepEqual(m.structure, { kind: 'folded', branches: 4, source_depth: 12 });
+  assert.equal(m.dtype, 'F32');
+  const v = vitfold('verify', DEEP, '--branches', '4', '--assume-joined', '--input', join(GOLDEN, 'input.safetensors'), '--folded', out);
+  assert.equal(v.code, 0, v.out + v.err);
+  assert.ok(relError(v.out, 'branched \\(float64\\) vs fold') < 1e-9);
+  assert.ok(relError(v.out, 'branched vs') < 1e-5);
+});
+
+test('--branches without --assume-joined is refused with the reason', () => {
+  const r = vitfold('fold', DEEP, '--branches', '3', '--out', join(tmpDir(), 'x.safetensors'));
+  assert.equal(r.code, 2);
+  assert.match(r.err, /^vitfold: error: --branches 3 regroups the plain model .* FULLY JOINED .* Pass --assume-joined/);
+  const r2 = vitfold('verify', DEEP);
+  assert.equal(r2.code, 2);
+  assert.match(r2.err, /is a plain 12-layer ViT with no branch structure.*\n.*--branches k --assume-joined/);
+});
+
+test('fold refuses a partially joined checkpoint and names block and coefficient', () => {
+  const dir = tmpDir();
+  const path = join(dir, 'epoch3.safetensors');
+  saveModel(path, toBranched(randomModel(smallConfig(), 1), 2, { attn: [1, 1, 0.75], ffn: [1, 0.5, 0] }));
+  const r = vitfold('fold', path, '--out', join(dir, 'f.safetensors'));
+  assert.equal(r.code, 2);
+  assert.match(r.err, /epoch3.safetensors: is not fully joined/);
+  assert.match(r.err, /block 1: ffn join coefficient f_1 = 0.5/);
+  assert.match(r.err, /block 2: attn join coefficient a_2 = 0.75/);
+  assert.ok(!existsSync(join(dir, 'f.safetensors')));
+});
+
+test('a branched checkpoint at 1 folds without flags; verify fails (exit 1) on a wrong folded file', () => {
+  const dir = tmpDir();
+  const joined = join(dir, 'joined.safetensors');
+  saveModel(joined, toBranched(randomModel(smallConfig(), 2), 3, { attn: 1, ffn: 1 }), 'F64');
+  const good = join(dir, 'good.safetensors');
+  assert.equal(vitfold('fold', joined, '--out', good, '--verify').code, 0);
+  assert.equal(loadModel(good).dtype, 'F64'); // the input's dtype is kept by default
+  const v = vitfold('verify', joined, '--folded', good);
+  assert.equal(v.code, 0, v.out);
+  assert.ok(relError(v.out, 'branched vs') < 1e-9); // F64 file: exact
+  // A fold of another model has the right shapes but the wrong function.
+  const other = join(dir, 'other.safetensors');
+  saveModel(other, toBranched(randomModel(smallConfig(), 3), 3, { attn: 1, ffn: 1 }));
+  const wrong = join(dir, 'wrong.safetensors');
+  assert.equal(vitfold('fold', other, '--out', wrong).code, 0);
+  const bad = vitfold('verify', joined, '--folded', wrong);
+  assert.equal(bad.code, 1);
+  assert.match(bad.out, /FAILED/);
+});
+
+test('info, init and clear errors for bad files', () => {
+  const info = vitfold('info', DEEP);
+  assert.equal(info.code, 0);
+  assert.match(info.out, /params {5}349,978/);
+  assert.match(info.out, /width 48, depth 12, 3 heads x 16, MLP 192, 10 classes/);
+  const dir = tmpDir();
+  const path = join(dir, 'b.safetensors');
+  const init = vitfold('init', '--preset', 'vit-28', '--branches', '4', '--out', path);
+  assert.equal(init.code, 0, init.err);
+  const i2 = vitfold('info', path, '--json');
+  const j = JSON.parse(i2.out);
+  assert.deepEqual(j.structure, { kind: 'branched', branches: 4, attn: [0, 0, 0], ffn: [0, 0, 0] });
+  assert.equal(j.fold.depth, 3);
+  const corrupt = join(dir, 'corrupt.safetensors');
+  writeFileSync(corrupt, Buffer.from([1, 2, 3]));
+  const bad = vitfold('info', corrupt);
+  assert.equal(bad.code, 2);
+  assert.equal(bad.err, `vitfold: error: ${corrupt}: not a safetensors file: 3 bytes, too short for the 8-byte header length\n`);
+  const badArg = vitfold('fold', DEEP, '--branches', 'two', '--out', 'x');
+  assert.notEqual(badArg.code, 0);
+  assert.match(badArg.err, /--branches must be a positive integer \(got 'two'\)/);
+  assert.match(vitfold('--help').out, /Examples:\n {2}\$ vitfold init/);
+});

@@ -1,0 +1,62 @@
+// Shared test helpers: where the golden fixtures are, random models that exercise every part
+// of the fold (random LayerNorm affine, random biases, head_dim != embed_dim / num_heads).
+
+import { existsSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { validateConfig, type ViTConfig } from '../src/core/config.js';
+import type { Model } from '../src/core/model.js';
+import { initParams } from '../src/core/params.js';
+import { Rng } from '../src/core/rng.js';
+
+export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+/** CI has shared/ beside the checkout; VITFOLD_SHARED overrides. */
+export const SHARED = process.env.VITFOLD_SHARED ?? resolve(REPO, '..', 'shared');
+export const GOLDEN = join(SHARED, 'fixtures', 'golden');
+if (!existsSync(join(GOLDEN, 'expected.json'))) {
+  throw new Error(`golden fixtures not found at ${GOLDEN} (shared/ must sit beside the checkout, or set VITFOLD_SHARED)`);
+}
+
+export function tmpDir(): string {
+  return mkdtempSync(join(tmpdir(), 'vitfold-test-'));
+}
+
+export function smallConfig(over: Partial<ViTConfig> = {}): ViTConfig {
+  return validateConfig({
+    img_size: 8,
+    patch_size: 4,
+    in_chans: 2,
+    num_classes: 5,
+    embed_dim: 12,
+    depth: 6,
+    num_heads: 2,
+    head_dim: 5, // != embed_dim / num_heads on purpose
+    mlp_hidden: 20,
+    eps: 1e-6,
+    ...over,
+  });
+}
+
+/**
+ * A plain model whose every parameter is random, including LayerNorm gains and biases, at a
+ * scale (std 0.3) where the blocks are far from identity maps.
+ */
+export function randomModel(cfg: ViTConfig, seed: number): Model {
+  const params = initParams(cfg, seed);
+  const rng = new Rng(seed + 1000);
+  for (const [name, t] of params) {
+    for (let i = 0; i < t.data.length; i++) {
+      t.data[i] = name.endsWith('norm1.weight') || name.endsWith('norm2.weight') || name === 'norm.weight'
+        ? 1 + 0.5 * rng.normal()
+        : 0.3 * rng.normal();
+    }
+  }
+  return { config: cfg, structure: { kind: 'plain' }, params, dtype: 'F32', extraMetadata: {} };
+}
+
+export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
