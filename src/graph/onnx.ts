@@ -1,0 +1,68 @@
+// Graph -> ONNX ModelProto bytes, through onnx-proto (protobufjs code generated from onnx.proto).
+
+import { createRequire } from 'node:module';
+import type { onnx as OnnxNs } from 'onnx-proto';
+import type { AttrValue, Dim, ElemType, Graph, Value } from './graph.js';
+
+// onnx-proto is CommonJS; load it without relying on ESM interop details.
+const { onnx } = createRequire(import.meta.url)('onnx-proto') as { onnx: typeof OnnxNs };
+
+/** Opset 18: LayerNormalization (17), ReduceMean with axes as an input (18). */
+export const OPSET = 18;
+const IR_VERSION = 8;
+
+const ELEM: Record<ElemType, number> = { float32: 1, float64: 11, int64: 7, bool: 9 };
+
+function dimProto(d: Dim): OnnxNs.TensorShapeProto.IDimension {
+  if (typeof d === 'number') return { dimValue: d };
+  return { dimParam: d.b === 1 ? 'batch' : `batch*${d.b}` };
+}
+
+function valueInfo(v: Value): OnnxNs.IValueInfoProto {
+  return { name: v.name, type: { tensorType: { elemType: ELEM[v.dtype], shape: { dim: v.shape.map(dimProto) } } } };
+}
+
+function attrProto(name: string, v: AttrValue): OnnxNs.IAttributeProto {
+  const T = onnx.AttributeProto.AttributeType;
+  if (typeof v === 'number') return { name, type: T.INT, i: v };
+  if (typeof v === 'string') return { name, type: T.STRING, s: new TextEncoder().encode(v) };
+  if (Array.isArray(v)) return { name, type: T.INTS, ints: v };
+  if ('float' in v) return { name, type: T.FLOAT, f: v.float };
+  return { name, type: T.FLOATS, floats: v.floats };
+}
+
+export interface SerializeOptions {
+  /** Also declare these values as graph outputs' value_info (debugging). */
+  docString?: string;
+}
+
+export function toOnnxBytes(g: Graph, opts: SerializeOptions = {}): Uint8Array {
+  const usesMs = g.nodes.some((n) => n.domain === 'com.microsoft');
+  const model = onnx.ModelProto.create({
+    irVersion: IR_VERSION,
+    producerName: 'vitfold',
+    producerVersion: '0.1.0',
+    docString: opts.docString ?? '',
+    opsetImport: [{ domain: '', version: OPSET }, ...(usesMs ? [{ domain: 'com.microsoft', version: 1 }] : [])],
+    graph: {
+      name: g.name,
+      node: g.nodes.map((n) => ({
+        opType: n.op,
+        domain: n.domain,
+        name: n.name,
+        input: n.inputs,
+        output: n.outputs,
+        attribute: Object.entries(n.attrs).map(([k, v]) => attrProto(k, v)),
+      })),
+      input: g.inputs.map(valueInfo),
+      output: g.outputs.map(valueInfo),
+      initializer: g.initializers.map((t) => ({
+        name: t.name,
+        dataType: ELEM[t.dtype],
+        dims: t.dims,
+        rawData: new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength),
+      })),
+    },
+  });
+  return onnx.ModelProto.encode(model).finish();
+}
