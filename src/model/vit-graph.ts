@@ -1,0 +1,187 @@
+// ViT forward graphs (SPEC sections 1-2) built with the Graph builder.
+//
+// The residual stream is kept 2-D, [B*T, D], so every linear layer is one Gemm reading timm's
+// [out, in] weight with transB (no runtime transposes) and a fused bias. Attention reshapes to
+// [B, H, T, hd] only around its two batched MatMuls. The patch embedding is a patchify
+// (Reshape/Transpose) followed by a Gemm, equal to timm's stride-P convolution.
+//
+// Branched graphs take the join coefficients as inputs `join_attn` [L] and `join_ffn` [L], so
+// a schedule changes them without rebuilding. Each block is built in one of two phases:
+//   'attn'  f_b = 0, a_b in [0, 1]: A_j reads r + a (x - r); F_j reads r.
+//   'ffn'   a_b = 1, f_b in [0, 1]: every A_j reads x, computed once (they feed both y and the
+//           stream); F_j reads r + f (y - r).
+// SPEC section 2 allows f_b > 0 only once a_b = 1, so every valid state has one graph; the
+// split avoids computing attention twice. A schedule that moves a block from 'attn' to 'ffn'
+// switches to the next graph.
+
+import { numPatches, numTokens, type ViTConfig } from '../core/config.js';
+import { Graph, type Dim, type Value } from '../graph/graph.js';
+
+export type JoinPhase = 'attn' | 'ffn';
+
+export type GraphStructure =
+  | { kind: 'plain' } // plain and folded models
+  | { kind: 'branched'; branches: number; phases: JoinPhase[] };
+
+/** Returns the graph value of a parameter (an initializer, or a slice of a flat input). */
+export type ParamBinding = (name: string, shape: number[]) => Value;
+
+export interface ForwardInputs {
+  x: Value; // [B, C, S, S]
+  joinAttn?: Value; // [L]
+  joinFfn?: Value; // [L]
+  /** Drop-path keep factors [2*depth, B*T, 1]: row 2i scales layer i's attention, 2i+1 its FFN. */
+  dropKeep?: Value;
+}
+
+/** The phase of each block for given coefficients; throws if a state is invalid. */
+export function phasesFor(attn: number[], ffn: number[]): JoinPhase[] {
+  return attn.map((a, b) => {
+    if (ffn[b] > 0 && a !== 1) throw new Error(`block ${b}: ffn coefficient ${ffn[b]} > 0 needs attn coefficient 1 (got ${a})`);
+    return a === 1 && ffn[b] > 0 ? 'ffn' : 'attn';
+  });
+}
+
+class VitBuilder {
+  private readonly T: number;
+
+  constructor(
+    private readonly g: Graph,
+    private readonly cfg: ViTConfig,
+    private readonly param: ParamBinding,
+    /** The batch dim: symbolic B (inference, export) or a number (training graphs). */
+    private readonly batch: Dim,
+    private readonly dropKeep?: Value,
+  ) {
+    this.T = numTokens(cfg);
+  }
+
+  /** batch * n, e.g. the B*T rows of the residual stream. */
+  private rows(n: number): Dim {
+    return typeof this.batch === 'number' ? this.batch * n : { b: this.batch.b * n };
+  }
+
+  private p(name: string, shape: number[]): Value {
+    return this.param(name, shape);
+  }
+
+  /** Patch embedding, class token, position embedding: x [B, C, S, S] -> z [B*T, D]. */
+  embed(x: Value): Value {
+    const g = this.g;
+    const { in_chans: C, img_size: S, patch_size: P, embed_dim: D } = this.cfg;
+    const G = S / P;
+    const N = numPatches(this.cfg);
+    return g.scope('patch_embed', () => {
+      const patches = g.reshape(g.transpose(g.reshape(x, [this.batch, C, G, P, G, P]), [0, 2, 4, 1, 3, 5]), [this.rows(N), C * P * P]); // [B*N, C*P*P]
+      const w = g.reshape(this.p('patch_embed.proj.weight', [D, C, P, P]), [D, C * P * P]);
+      const tokens = g.reshape(g.linear(patches, w, this.p('patch_embed.proj.bias', [D])), [this.batch, N, D]); // [B, N, D]
+      const cls = this.expandBatch(this.p('cls_token', [1, 1, D]), tokens, [this.batch, 1, D]); // [B, 1, D]
+      const z = g.add(g.concat([cls, tokens], 1), this.p('pos_embed', [1, this.T, D])); // [B, T, D]
+      return g.reshape(z, [this.rows(this.T), D]);
+    });
+  }
+
+  /** Broadcasts v to `dims` (one B dim, taken from dim 0 of `batchRef`). */
+  private expandBatch(v: Value, batchRef: Value, dims: Dim[]): Value {
+    const g = this.g;
+    const batch = g.slice(g.shapeOf(batchRef), 0, 0, 1); // [1] int64
+    const rest = dims.slice(1) as number[];
+    const shape = g.node('Concat', [batch, g.ints(rest)], { axis: 0 }, [{ dtype: 'int64', shape: [dims.length] }])[0];
+    return g.node('Expand', [v, shape], {}, [{ dtype: v.dtype, shape: dims }])[0];
+  }
+
+  private dropPath(out: Value, row: number): Value {
+    if (!this.dropKeep) return out;
+    return this.g.mul(out, this.g.gather(this.dropKeep, row, 0)); // [B*T, D] * [B*T, 1]
+  }
+
+  /** A_i(z) = Proj(MHSA(LN1(z))), z [B*T, D] -> [B*T, D]. */
+  attention(i: number, z: Value): Value {
+    const g = this.g;
+    const { embed_dim: D, num_heads: H, head_dim: hd, eps } = this.cfg;
+    const T = this.T;
+    const pre = `blocks.${i}.`;
+    return g.scope(`blocks.${i}.attn`, () => {
+      const h = g.layerNorm(z, this.p(pre + 'norm1.weight', [D]), this.p(pre + 'norm1.bias', [D]), eps).y;
+      const qkv = g.linear(h, this.p(pre + 'attn.qkv.weight', [3 * H * hd, D]), this.p(pre + 'attn.qkv.bias', [3 * H * hd])); // [B*T, 3*H*hd]
+      const heads = g.transpose(g.reshape(qkv, [this.batch, T, 3, H, hd]), [2, 0, 3, 1, 4]); // [3, B, H, T, hd]
+      const [q, k, v] = g.split(heads, 0, [1, 1, 1]).map((t) => g.reshape(t, [this.batch, H, T, hd])); // [B, H, T, hd]
+      const scores = g.matmul(g.mul(q, g.scalar(1 / Math.sqrt(hd))), g.transpose(k, [0, 1, 3, 2])); // [B, H, T, T]
+      const out = g.matmul(g.softmax(scores, -1), v); // [B, H, T, hd]
+      const merged = g.reshape(g.transpose(out, [0, 2, 1, 3]), [this.rows(T), H * hd]); // [B*T, H*hd]
+      return this.dropPath(g.linear(merged, this.p(pre + 'attn.proj.weight', [D, H * hd]), this.p(pre + 'attn.proj.bias', [D])), 2 * i);
+    });
+  }
+
+  /** F_i(z) = fc2(GELU(fc1(LN2(z)))), z [B*T, D] -> [B*T, D]. */
+  ffn(i: number, z: Value): Value {
+    const g = this.g;
+    const { embed_dim: D, mlp_hidden: M, eps } = this.cfg;
+    const pre = `blocks.${i}.`;
+    return g.scope(`blocks.${i}.mlp`, () => {
+      const h = g.layerNorm(z, this.p(pre + 'norm2.weight', [D]), this.p(pre + 'norm2.bias', [D]), eps).y;
+      const a = g.gelu(g.linear(h, this.p(pre + 'mlp.fc1.weight', [M, D]), this.p(pre + 'mlp.fc1.bias', [M]))); // [B*T, M]
+      return this.dropPath(g.linear(a, this.p(pre + 'mlp.fc2.weight', [D, M]), this.p(pre + 'mlp.fc2.bias', [D])), 2 * i + 1);
+    });
+  }
+
+  /** Class token -> final LayerNorm -> head: z [B*T, D] -> logits [B, K]. */
+  head(z: Value): Value {
+    const g = this.g;
+    const { embed_dim: D, num_classes: K, eps } = this.cfg;
+    const cls = g.gather(g.reshape(z, [this.batch, this.T, D]), 0, 1); // [B, D]
+    const h = g.layerNorm(cls, this.p('norm.weight', [D]), this.p('norm.bias', [D]), eps).y;
+    return g.linear(h, this.p('head.weight', [K, D]), this.p('head.bias', [K]));
+  }
+
+  /** One block of SPEC section 2 in the given phase; x [B*T, D] is the block input. */
+  branchedBlock(b: number, k: number, phase: JoinPhase, x: Value, joinAttn: Value, joinFfn: Value): Value {
+    const g = this.g;
+    const layers = Array.from({ length: k }, (_, j) => b * k + j);
+    if (phase === 'attn') {
+      const a = g.gather(joinAttn, b, 0); // scalar
+      let r = x;
+      for (const i of layers) {
+        r = g.add(r, this.attention(i, g.add(r, g.mul(a, g.sub(x, r))))); // A_j(a x + (1 - a) r)
+        r = g.add(r, this.ffn(i, r));
+      }
+      return r;
+    }
+    const f = g.gather(joinFfn, b, 0);
+    const attnOfX = layers.map((i) => this.attention(i, x)); // a = 1: every A_j reads x
+    let y = x;
+    for (const a of attnOfX) y = g.add(y, a); // y = x + sum_j A_j(x)
+    let r = x;
+    layers.forEach((i, j) => {
+      r = g.add(r, attnOfX[j]);
+      r = g.add(r, this.ffn(i, g.add(r, g.mul(f, g.sub(y, r))))); // F_j(f y + (1 - f) r)
+    });
+    return r;
+  }
+}
+
+/** Builds the forward pass; returns logits [B, num_classes]. */
+export function buildForward(g: Graph, cfg: ViTConfig, structure: GraphStructure, param: ParamBinding, inputs: ForwardInputs): Value {
+  const vb = new VitBuilder(g, cfg, param, inputs.x.shape[0], inputs.dropKeep);
+  let z = vb.embed(inputs.x);
+  if (structure.kind === 'plain') {
+    for (let i = 0; i < cfg.depth; i++) {
+      z = g.add(z, vb.attention(i, z));
+      z = g.add(z, vb.ffn(i, z));
+    }
+  } else {
+    const { branches: k, phases } = structure;
+    if (!inputs.joinAttn || !inputs.joinFfn) throw new Error('branched graphs need join_attn and join_ffn inputs');
+    if (phases.length * k !== cfg.depth) throw new Error(`${phases.length} block phases for depth ${cfg.depth} / ${k}`);
+    phases.forEach((phase, b) => {
+      z = vb.branchedBlock(b, k, phase, z, inputs.joinAttn!, inputs.joinFfn!);
+    });
+  }
+  return vb.head(z);
+}
+
+/** Mean cross-entropy against soft targets [B, K] (one-hot, label-smoothed or mixed). */
+export function crossEntropy(g: Graph, logits: Value, targets: Value): Value {
+  const perSample = g.reduceSum(g.mul(targets, g.logSoftmax(logits, -1)), [1], false); // [B]
+  return g.neg(g.reduceMean(perSample, [0], false));
+}
