@@ -1,0 +1,123 @@
+// The training-step graph against a float64 TypeScript AdamW on gradients from
+// lossAndGradients; clipping, decay mask, drop path and join-phase switching.
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { toBranched, type Model } from '../src/core/model.js';
+import { randomInput } from '../src/core/verify.js';
+import { lossAndGradients, oneHotTargets, ParamLayout } from '../src/model/engine.js';
+import { decayMask, DEFAULT_ADAMW, type AdamWConfig } from '../src/train/step-graph.js';
+import { StepRunner } from '../src/train/step-runner.js';
+import { randomModel, smallConfig } from './helpers.js';
+
+/** torch.optim.AdamW (+ clip_grad_norm_) in float64. */
+function adamwReference(p: Float64Array, m: Float64Array, v: Float64Array, grad: Float64Array, mask: Float64Array, lr: number, t: number, o: AdamWConfig) {
+  let g = grad;
+  const norm = Math.sqrt(grad.reduce((s, x) => s + x * x, 0));
+  if (o.clipNorm !== null) {
+    const scale = Math.min(1, o.clipNorm / (norm + 1e-6));
+    g = grad.map((x) => x * scale);
+  }
+  const bc1 = 1 - o.beta1 ** t;
+  const bc2 = 1 - o.beta2 ** t;
+  for (let i = 0; i < p.length; i++) {
+    p[i] *= 1 - lr * o.weightDecay * mask[i];
+    m[i] = o.beta1 * m[i] + (1 - o.beta1) * g[i];
+    v[i] = o.beta2 * v[i] + (1 - o.beta2) * g[i] * g[i];
+    p[i] -= (lr / bc1) * (m[i] / (Math.sqrt(v[i]) / Math.sqrt(bc2) + o.eps));
+  }
+  return norm;
+}
+
+// float64: rounding of step-1 parameters, amplified by m / sqrt(v) for tiny gradients, stays
+// below 1e-8 of the update size; a wrong bias correction or decay would be off by ~lr.
+const F64_TOL = { value: 1e-12, param: 1e-8 };
+const cfg = smallConfig();
+const labels = [0, 3, 4, 1];
+
+/** tol.value: relative error of loss and grad norm; tol.param: max parameter error as a fraction of lr (|update| <= ~lr). */
+async function checkSteps(model: Model, dtype: 'float32' | 'float64', optim: Partial<AdamWConfig>, tol: { value: number; param: number }, join?: { attn: number[]; ffn: number[] }) {
+  const o = { ...DEFAULT_ADAMW, ...optim };
+  const layout = new ParamLayout(cfg);
+  const mask = decayMask(cfg, layout);
+  const runner = new StepRunner(model, { batch: 4, dtype, optim: o, threads: 1 });
+  const p = Float64Array.from(layout.pack(model.params, 'float64'));
+  const m = new Float64Array(layout.total);
+  const v = new Float64Array(layout.total);
+  const lrs = [1e-3, 5e-4];
+  for (let t = 1; t <= 2; t++) {
+    const x = randomInput(model, 4, t);
+    const targets = oneHotTargets(labels, cfg.num_classes);
+    // Gradients at the current parameters, in float64.
+    const current = { ...model, params: layout.unpack(p) };
+    const ref = await lossAndGradients(current, x, labels, { dtype: 'float64', join });
+    const norm = adamwReference(p, m, v, layout.pack(ref.grads, 'float64') as Float64Array, mask, lrs[t - 1], t, o);
+    const r = await runner.run(x, targets, lrs[t - 1], join);
+    assert.ok(Math.abs(r.loss - ref.loss) <= tol.value * ref.loss, `step ${t}: loss ${r.loss} vs ${ref.loss}`);
+    assert.ok(Math.abs(r.gradNorm - norm) <= tol.value * norm, `step ${t}: grad norm ${r.gradNorm} vs ${norm}`);
+    let worst = 0;
+    for (let i = 0; i < p.length; i++) worst = Math.max(worst, Math.abs(runner.params[i] - p[i]));
+    assert.ok(worst <= tol.param * lrs[t - 1], `step ${t}: max param diff ${worst}`);
+    assert.equal(runner.step, t);
+  }
+  await runner.release();
+}
+
+test('two AdamW steps (weight decay with timm mask) equal torch AdamW semantics in float64', async () => {
+  await checkSteps(randomModel(cfg, 21), 'float64', { weightDecay: 0.05 }, F64_TOL);
+});
+
+test('gradient clipping (clip_grad_norm_ semantics) in float64', async () => {
+  await checkSteps(randomModel(cfg, 22), 'float64', { clipNorm: 0.05, weightDecay: 0 }, F64_TOL);
+});
+
+test('float32 step: the update of fp32 gradients equals float64 AdamW to fp32 rounding', async () => {
+  // Against float64 gradients the comparison would measure gradient rounding: at step 1 the
+  // update is lr * g / (|g| + eps), which flips sign for elements whose g is within fp32 noise
+  // of 0. So the reference update starts from the same fp32 gradients.
+  const o = { ...DEFAULT_ADAMW, weightDecay: 0.05, clipNorm: 1 };
+  const model = randomModel(cfg, 23);
+  const layout = new ParamLayout(cfg);
+  const x = randomInput(model, 4, 1);
+  const fp32 = await lossAndGradients(model, x, labels, { dtype: 'float32' });
+  const p = Float64Array.from(layout.pack(model.params, 'float32')); // the same fp32 start
+  adamwReference(p, new Float64Array(p.length), new Float64Array(p.length), layout.pack(fp32.grads, 'float64') as Float64Array, decayMask(cfg, layout), 1e-3, 1, o);
+  const runner = new StepRunner(model, { batch: 4, dtype: 'float32', optim: o, threads: 1 });
+  const r = await runner.run(x, oneHotTargets(labels, cfg.num_classes), 1e-3);
+  await runner.release();
+  assert.ok(Math.abs(r.loss - fp32.loss) <= 1e-6 * fp32.loss);
+  // fp32 rounding: of the update (size ~lr) and of p. An AdamW error would be of order lr.
+  let worst = 0;
+  for (let i = 0; i < p.length; i++) worst = Math.max(worst, Math.abs(runner.params[i] - p[i]) / (1e-5 * 1e-3 + 1e-7 * Math.abs(p[i])));
+  assert.ok(worst <= 1, `param diff ${worst} x the fp32 bound`);
+});
+
+test('branched model: coefficients as inputs, one session per join phase', async () => {
+  const model = toBranched(randomModel(cfg, 24), 3);
+  await checkSteps(model, 'float64', {}, F64_TOL, { attn: [1, 0.5], ffn: [0.25, 0] });
+});
+
+test('drop path: keep = 1 changes nothing; keep = 0 removes exactly that sub-layer', async () => {
+  const model = randomModel(cfg, 25);
+  const x = randomInput(model, 4, 9);
+  const targets = oneHotTargets(labels, cfg.num_classes);
+  const T = (cfg.img_size / cfg.patch_size) ** 2 + 1;
+  const rows = 4 * T;
+  const lossWith = async (keep: Float64Array) => {
+    const r = new StepRunner(model, { batch: 4, dtype: 'float64', dropPath: 0.1, threads: 1 });
+    const out = await r.run(x, targets, 0, undefined, keep);
+    await r.release();
+    return out.loss;
+  };
+  const base = (await lossAndGradients(model, x, labels, { dtype: 'float64' })).loss;
+  assert.ok(Math.abs((await lossWith(new Float64Array(2 * cfg.depth * rows).fill(1))) - base) < 1e-13);
+  // Drop layer 2's attention for every sample = a model whose layer-2 projection is zero.
+  const keep = new Float64Array(2 * cfg.depth * rows).fill(1);
+  keep.fill(0, 4 * rows, 5 * rows);
+  const ablated = { ...model, params: new Map(model.params) };
+  for (const n of ['blocks.2.attn.proj.weight', 'blocks.2.attn.proj.bias']) ablated.params.set(n, { shape: model.params.get(n)!.shape, data: new Float64Array(model.params.get(n)!.data.length) });
+  const want = (await lossAndGradients(ablated, x, labels, { dtype: 'float64' })).loss;
+  const got = await lossWith(keep);
+  assert.ok(Math.abs(got - want) < 1e-12, `${got} vs ${want}`);
+  assert.ok(Math.abs(got - base) > 1e-6, 'dropping a sub-layer must change the loss');
+});
