@@ -61,6 +61,14 @@ describe('gradients match float64 finite differences', () => {
       assert.ok(err < TOL, `${name}: max error ${err} (relative to the gradient's scale)`);
     });
   }
+  test('Gelu with saved Phi(x) (training graphs)', async () => {
+    const err = await checkGradients([S(3, 4)], (g, [a]) => g.gelu(a), 1, true);
+    assert.ok(err < TOL, `max error ${err}`);
+  });
+  test('Gemm bias and LayerNorm affine gradients summed by a ones-row Gemm (static rows)', async () => {
+    const err = await checkGradients([S(7, 4), S(3, 4), S(3), S(3), S(3)], (g, [x, w, b, gam, bet]) => g.layerNorm(g.linear(x, w, b), gam, bet, 1e-6).y, 2, true);
+    assert.ok(err < TOL, `max error ${err}`);
+  });
   test('every op with a gradient rule is covered above', () => {
     const covered = new Set(cases.map(([n]) => n.split(' ')[0]));
     for (const op of DIFFERENTIABLE_OPS) if (op !== 'Cast') assert.ok(covered.has(op), `${op} has no finite-difference case`);

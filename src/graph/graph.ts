@@ -115,6 +115,11 @@ export interface GraphOptions {
   dtype: 'float32' | 'float64';
   /** 'native': ONNX Erf/Gelu ops; 'rational': Cody's rational erf from primitive ops, for float64 (ORT has no float64 Erf kernel). */
   erf?: 'native' | 'rational';
+  /**
+   * Graphs that will be differentiated: GELU keeps Phi(x) for its backward (erf once per
+   * element instead of twice); inference graphs use the single fused Gelu op.
+   */
+  training?: boolean;
 }
 
 export class Graph {
@@ -124,6 +129,7 @@ export class Graph {
   readonly initializers: Initializer[] = [];
   readonly dtype: 'float32' | 'float64';
   readonly erfMode: 'native' | 'rational';
+  readonly training: boolean;
   /** Producer node of each value (absent for inputs and initializers). */
   readonly producer = new Map<string, GraphNode>();
   readonly values = new Map<string, Value>();
@@ -139,6 +145,7 @@ export class Graph {
   constructor(readonly name: string, opts: GraphOptions) {
     this.dtype = opts.dtype;
     this.erfMode = opts.erf ?? (opts.dtype === 'float64' ? 'rational' : 'native');
+    this.training = opts.training ?? false;
   }
 
   /** Runs fn with `prefix` prepended to the names of the values it creates (e.g. blocks.3.attn). */
@@ -281,14 +288,30 @@ export class Graph {
     return y;
   }
 
-  /** Exact (erf) GELU: one op (com.microsoft Gelu) in float32 graphs. */
+  /**
+   * Exact (erf) GELU, x Phi(x). Inference graphs: one fused op (com.microsoft Gelu). Training
+   * graphs: Phi(x) = (1 + erf(x / sqrt 2)) / 2 is kept as a second output of the composite, so
+   * the backward reuses it instead of evaluating erf again.
+   */
   gelu(x: Value): Value {
-    if (this.erfMode === 'native') return this.node1('Gelu', [x], {}, x.dtype, x.shape, undefined, 'com.microsoft');
-    // 0.5 x (1 + erf(x / sqrt 2)), tagged so autodiff treats it as one Gelu.
-    const e = this.rationalErf(this.mul(x, this.scalar(Math.SQRT1_2)));
-    const y = this.mul(this.mul(x, this.scalar(0.5)), this.add(e, this.scalar(1)));
-    this.composites.set(y.name, { op: 'Gelu', inputs: [x], outputs: [y] });
+    if (this.erfMode === 'native' && !this.training) return this.node1('Gelu', [x], {}, x.dtype, x.shape, undefined, 'com.microsoft');
+    const t = this.mul(x, this.scalar(Math.SQRT1_2));
+    const e = this.erfMode === 'native' ? this.unary('Erf', t) : this.rationalErf(t);
+    const cdf = this.mul(this.add(e, this.scalar(1)), this.scalar(0.5));
+    const y = this.mul(x, cdf);
+    this.composites.set(y.name, { op: 'Gelu', inputs: [x], outputs: [y, cdf] });
     return y;
+  }
+
+  /** A [1, n] constant of ones (cached): row sums as a Gemm. */
+  onesRow(n: number): Value {
+    const key = `ones|${this.dtype}|${n}`;
+    let v = this.constCache.get(key);
+    if (!v) {
+      v = this.constant(new Float64Array(n).fill(1), [1, n]);
+      this.constCache.set(key, v);
+    }
+    return v;
   }
 
   /**

@@ -202,7 +202,7 @@ export interface LossAndGradients {
 
 /** Builds loss + gradient graph: inputs params [P], x, targets [, join]; outputs loss, grad [P]. */
 export function buildGradientGraph(cfg: ViTConfig, structure: GraphStructure, batch: number, dtype: FloatType): Graph {
-  const g = new Graph('vitfold_gradients', { dtype });
+  const g = new Graph('vitfold_gradients', { dtype, training: true });
   const layout = new ParamLayout(cfg);
   const flat = g.input('params', dtype, [layout.total]);
   const x = g.input('x', dtype, [batch, cfg.in_chans, cfg.img_size, cfg.img_size]);

@@ -52,7 +52,7 @@ export function decayMask(cfg: ViTConfig, layout: ParamLayout): Float64Array {
 export function buildTrainStepGraph(cfg: ViTConfig, structure: GraphStructure, opts: StepGraphOptions): Graph {
   const dtype = opts.dtype ?? 'float32';
   const o = { ...DEFAULT_ADAMW, ...opts.optim };
-  const g = new Graph('vitfold_train_step', { dtype });
+  const g = new Graph('vitfold_train_step', { dtype, training: true });
   const layout = new ParamLayout(cfg);
   const P = layout.total;
   const params = g.input('params', dtype, [P]);
