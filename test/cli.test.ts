@@ -103,3 +103,57 @@ test('info, init and clear errors for bad files', () => {
   assert.match(badArg.err, /--branches must be a positive integer \(got 'two'\)/);
   assert.match(vitfold('--help').out, /Examples:\n {2}\$ vitfold init/);
 });
+
+test('predict: logits file, join overrides, images with top-k, bad image', async () => {
+  const { readFileSync } = await import('node:fs');
+  const { readFloatTensor } = await import('../src/io.js');
+  const sharp = (await import('sharp')).default;
+  const expected = JSON.parse(readFileSync(join(GOLDEN, 'expected.json'), 'utf8')).cases;
+  const dir = tmpDir();
+  const out = join(dir, 'logits.safetensors');
+  const input = join(GOLDEN, 'input.safetensors');
+  const maxRel = (want: number[][], got: Float64Array) => {
+    const w = want.flat();
+    const scale = Math.max(...w.map(Math.abs));
+    return Math.max(...w.map((v, i) => Math.abs(v - got[i]))) / scale;
+  };
+  let r = vitfold('predict', DEEP, '--input', input, '--out', out);
+  assert.equal(r.code, 0, r.err);
+  const deep = expected.find((c: { model: string }) => c.model === 'deep');
+  assert.ok(maxRel(deep.logits, readFloatTensor(out, 'logits', 2).data) < 1e-4);
+  // --branches 4 --join-attn 1 --join-ffn 0,0.5,1 is one of the golden cases.
+  r = vitfold('predict', DEEP, '--input', input, '--out', out, '--branches', '4', '--join-attn', '1', '--join-ffn', '0,0.5,1');
+  assert.equal(r.code, 0, r.err);
+  const c = expected.find((e: { k: number; lam_ffn?: number[] }) => e.k === 4 && JSON.stringify(e.lam_ffn) === '[0,0.5,1]');
+  assert.ok(maxRel(c.logits, readFloatTensor(out, 'logits', 2).data) < 1e-4);
+  r = vitfold('predict', DEEP, '--input', input, '--branches', '4', '--join-attn', '0.5', '--join-ffn', '0.5');
+  assert.equal(r.code, 2);
+  assert.match(r.err, /block 0: ffn coefficient f=0.5 > 0 requires the attention coefficient a=1/);
+  r = vitfold('predict', DEEP, '--input', input, '--branches', '4', '--join-attn', '1,1');
+  assert.match(r.err, /--join-attn 1,1: give one value or 3 \(one per block\), got 2/);
+  // Images: any size, PNG and JPEG; top-3 printed per image.
+  const png = join(dir, 'red.png');
+  const jpg = join(dir, 'blue.jpg');
+  await sharp({ create: { width: 60, height: 40, channels: 3, background: { r: 200, g: 30, b: 90 } } }).png().toFile(png);
+  await sharp({ create: { width: 32, height: 32, channels: 3, background: { r: 0, g: 130, b: 255 } } }).jpeg().toFile(jpg);
+  r = vitfold('predict', DEEP, '--input', png, jpg, '--top', '3');
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, new RegExp(`^${png}: (\\d+ [\\d.]+%, ){2}\\d+ [\\d.]+%\\n${jpg}: `, 'm'));
+  const bad = join(dir, 'bad.png');
+  writeFileSync(bad, 'not an image');
+  r = vitfold('predict', DEEP, '--input', bad);
+  assert.equal(r.code, 2);
+  assert.match(r.err, /bad.png: cannot decode image/);
+});
+
+test('image preprocessing: resize, center crop, normalize (exact on a solid image)', async () => {
+  const sharp = (await import('sharp')).default;
+  const { loadImage } = await import('../src/data/image.js');
+  const { preset } = await import('../src/core/config.js');
+  const path = join(tmpDir(), 'grey.png');
+  await sharp({ create: { width: 50, height: 30, channels: 3, background: { r: 51, g: 51, b: 51 } } }).png().toFile(path);
+  const cfg = preset('vit-28'); // 1 channel, 28 x 28
+  const x = await loadImage(path, cfg, { mean: [0.5], std: [0.25], crop_pct: 1 });
+  assert.equal(x.length, 28 * 28);
+  for (const v of x) assert.ok(Math.abs(v - (51 / 255 - 0.5) / 0.25) < 1e-12, `${v}`);
+});

@@ -19,7 +19,10 @@ import { initParams, paramCount, type Tensor } from '../core/params.js';
 import { SafetensorsError, type FloatDType } from '../core/safetensors.js';
 import { checkFold, compareLogits, randomInput } from '../core/verify.js';
 import { referenceForward } from '../core/reference.js';
-import { loadModel, readFloatTensor, saveModel } from '../io.js';
+import { loadModel, readFloatTensor, saveModel, writeFloatTensors } from '../io.js';
+import { defaultNormalization, parseNormalization, softmaxRow, topK } from '../core/preprocess.js';
+import { Predictor } from '../model/engine.js';
+import { ImageError, loadImage } from '../data/image.js';
 import { Progress } from './progress.js';
 
 class CliError extends Error {
@@ -110,6 +113,15 @@ function joinedModelFrom(path: string, opts: BranchOpts): Model {
     );
   }
   return model;
+}
+
+/** "0.5" -> [0.5, ...] (one value for all blocks) or "1,0.5,0" -> one per block. */
+function joinList(text: string, L: number, flag: string): number[] {
+  const vals = text.split(',').map((t) => Number(t.trim()));
+  if (vals.some((v) => !(v >= 0 && v <= 1))) throw new CliError(`${flag} ${text}: coefficients must be numbers in [0, 1]`);
+  if (vals.length === 1) return new Array(L).fill(vals[0]);
+  if (vals.length !== L) throw new CliError(`${flag} ${text}: give one value or ${L} (one per block), got ${vals.length}`);
+  return vals;
 }
 
 function fmtErr(x: number): string {
@@ -376,6 +388,91 @@ Examples:
     );
 
   program
+    .command('predict')
+    .description('run a model in the ONNX engine (fp32): logits for a tensor file, top classes for images')
+    .argument('<model>', 'model .safetensors (plain, branched at its join state, or folded)')
+    .requiredOption('--input <files...>', 'x.safetensors with tensor x [B, C, S, S] (float), or image files (PNG, JPEG, WebP)')
+    .option('--out <file>', 'write the logits [B, num_classes] as tensor "logits" to this .safetensors')
+    .addOption(new Option('--branches <k>', 'run a plain model as k-branch blocks (join coefficients default 0 = the deep model)').argParser(positiveInt('--branches')))
+    .option('--join-attn <list>', 'attention join coefficients: one per block, comma-separated, or one value for all')
+    .option('--join-ffn <list>', 'FFN join coefficients, same form')
+    .addOption(new Option('--threads <n>', 'engine threads').argParser(positiveInt('--threads')))
+    .addOption(new Option('--top <k>', 'classes printed per input').argParser(positiveInt('--top')).default(5))
+    .addOption(new Option('--num-heads <n>', 'head count, for files without a config').argParser(positiveInt('--num-heads')))
+    .addHelpText(
+      'after',
+      `
+Images are resized and normalized as the model's __metadata__.normalization says
+(default: timm's ImageNet eval transform for RGB models of 160 px and more, else mean 0.5, std 0.5).
+
+Examples:
+  $ vitfold predict folded.safetensors --input x.safetensors --out logits.safetensors
+  $ vitfold predict deit-tiny.safetensors --input cat.jpg dog.png
+  $ vitfold predict run/last.safetensors --input x.safetensors --join-attn 1 --join-ffn 0.5,0,0`,
+    )
+    .action(async (path: string, o: { input: string[]; out?: string; branches?: number; joinAttn?: string; joinFfn?: string; threads?: number; top: number; numHeads?: number }) => {
+      const notes: string[] = [];
+      let model = loadModel(path, { numHeads: o.numHeads, notes });
+      printNotes(notes);
+      if (o.branches !== undefined) {
+        if (model.structure.kind === 'branched' && model.structure.branches !== o.branches) {
+          throw new CliError(`${path}: is a ${model.structure.branches}-branch model; --branches ${o.branches} contradicts it`);
+        }
+        if (model.structure.kind !== 'branched') model = toBranched(model, o.branches, {}, path);
+      }
+      let join: { attn: number[]; ffn: number[] } | undefined;
+      if (o.joinAttn !== undefined || o.joinFfn !== undefined) {
+        const s = model.structure;
+        if (s.kind !== 'branched') throw new CliError(`${path}: --join-attn/--join-ffn need a branched model (or --branches k)`);
+        const L = model.config.depth / s.branches;
+        join = { attn: o.joinAttn !== undefined ? joinList(o.joinAttn, L, '--join-attn') : s.attn, ffn: o.joinFfn !== undefined ? joinList(o.joinFfn, L, '--join-ffn') : s.ffn };
+        model = toBranched(model, s.branches, join, path); // validates (f > 0 needs a = 1)
+      }
+      const cfg = model.config;
+      let x: Tensor;
+      let labels: string[];
+      const tensorFiles = o.input.filter((f) => f.endsWith('.safetensors'));
+      if (tensorFiles.length) {
+        if (o.input.length !== 1) throw new CliError('--input takes one .safetensors file, or image files, not both');
+        x = loadInput(o.input[0], model, 1, 0).x;
+        labels = Array.from({ length: x.shape[0] }, (_, i) => `${o.input[0]}[${i}]`);
+      } else {
+        const norm = parseNormalization(model.extraMetadata.normalization, cfg, path) ?? defaultNormalization(cfg);
+        if (!model.extraMetadata.normalization) printNotes([`${path} has no normalization metadata; using mean ${norm.mean.join('/')}, std ${norm.std.join('/')}, crop ${norm.crop_pct}`]);
+        const per = cfg.in_chans * cfg.img_size * cfg.img_size;
+        const data = new Float64Array(o.input.length * per);
+        for (let i = 0; i < o.input.length; i++) data.set(await loadImage(o.input[i], cfg, norm), i * per);
+        x = { shape: [o.input.length, cfg.in_chans, cfg.img_size, cfg.img_size], data };
+        labels = o.input;
+      }
+      const t0 = performance.now();
+      const predictor = await Predictor.create(model, { threads: o.threads });
+      const logits = await predictor.predict(x);
+      await predictor.release();
+      const ms = performance.now() - t0;
+      if (o.out) {
+        writeFloatTensors(o.out, { logits }, 'F32');
+        console.log(`wrote    ${o.out}: logits [${logits.shape.join(', ')}] (${ms.toFixed(0)} ms including engine start-up)`);
+      }
+      let classNames: string[] | null = null;
+      if (model.extraMetadata.classes) {
+        try {
+          classNames = JSON.parse(model.extraMetadata.classes);
+        } catch {
+          printNotes([`${path}: __metadata__.classes is not a JSON array; printing class indices`]);
+        }
+      }
+      const K = cfg.num_classes;
+      const shown = Math.min(logits.shape[0], 20);
+      for (let b = 0; b < shown; b++) {
+        const probs = softmaxRow(logits.data.subarray(b * K, (b + 1) * K));
+        const top = topK(probs, Math.min(o.top, K)).map(([c, p]) => `${classNames?.[c] ?? c} ${(100 * p).toFixed(1)}%`);
+        console.log(`${labels[b]}: ${top.join(', ')}`);
+      }
+      if (logits.shape[0] > shown) console.log(`... ${logits.shape[0] - shown} more (see --out)`);
+    });
+
+  program
     .command('demo')
     .description('the built-in default: a DeiT-Tiny-shaped ViT regrouped as 3 blocks x 4 branches, folded and verified')
     .option('--out <dir>', 'directory for the model files', 'runs/demo')
@@ -409,7 +506,8 @@ export async function main(argv: string[]): Promise<void> {
   try {
     await buildProgram().parseAsync(argv);
   } catch (e) {
-    if (e instanceof CliError || e instanceof ModelError || e instanceof ConfigError || e instanceof SafetensorsError) {
+    // Errors about the user's input or files: print the message, not a stack trace.
+    if (e instanceof CliError || e instanceof ModelError || e instanceof ConfigError || e instanceof SafetensorsError || e instanceof ImageError) {
       process.stderr.write(`vitfold: error: ${e.message}\n`);
       process.exitCode = EXIT_BAD_INPUT;
       return;

@@ -1,0 +1,38 @@
+// Decoding image files (PNG, JPEG, WebP, ...) into normalized model input with sharp.
+
+import sharp, { type OutputInfo } from 'sharp';
+import type { ViTConfig } from '../core/config.js';
+import type { Normalization } from '../core/preprocess.js';
+
+export class ImageError extends Error {
+  override name = 'ImageError';
+}
+
+/** One image -> [C, S, S] float64, timm eval transform (see src/core/preprocess.ts). */
+export async function loadImage(path: string, cfg: ViTConfig, norm: Normalization): Promise<Float64Array> {
+  const S = cfg.img_size;
+  const C = cfg.in_chans;
+  if (C !== 1 && C !== 3) throw new ImageError(`${path}: image input needs a 1- or 3-channel model (this one has ${C})`);
+  const R = Math.round(S / norm.crop_pct);
+  let img = sharp(path, { failOn: 'error' }).removeAlpha();
+  img = C === 1 ? img.greyscale() : img.toColourspace('srgb');
+  let raw: { data: Buffer; info: OutputInfo };
+  try {
+    raw = await img.resize({ width: R, height: R, fit: 'outside', kernel: 'cubic' }).raw().toBuffer({ resolveWithObject: true });
+  } catch (e) {
+    throw new ImageError(`${path}: cannot decode image: ${(e as Error).message}`);
+  }
+  const { width: W, height: H, channels } = raw.info;
+  const top = Math.floor((H - S) / 2);
+  const left = Math.floor((W - S) / 2);
+  const out = new Float64Array(C * S * S);
+  for (let c = 0; c < C; c++) {
+    for (let y = 0; y < S; y++) {
+      for (let x = 0; x < S; x++) {
+        const v = raw.data[((top + y) * W + (left + x)) * channels + c] / 255;
+        out[c * S * S + y * S + x] = (v - norm.mean[c]) / norm.std[c];
+      }
+    }
+  }
+  return out;
+}
