@@ -60,14 +60,23 @@ export class ParamLayout {
 
 export function initializerBinding(g: Graph, params: Params): ParamBinding {
   const cache = new Map<string, Value>();
-  return (name, shape) => {
-    let v = cache.get(name);
+  return (name, shape, transposed = false) => {
+    const key = transposed ? `${name}^T` : name;
+    let v = cache.get(key);
     if (!v) {
       const t = params.get(name);
       if (!t) throw new Error(`parameter '${name}' is missing`);
-      const data = g.dtype === 'float32' ? Float32Array.from(t.data) : Float64Array.from(t.data);
-      v = g.initializer(name, g.dtype, shape, data);
-      cache.set(name, v);
+      let src = t.data;
+      let dims = shape;
+      if (transposed) {
+        const [O, I] = shape;
+        src = new Float64Array(O * I);
+        for (let o = 0; o < O; o++) for (let i = 0; i < I; i++) src[i * O + o] = t.data[o * I + i];
+        dims = [I, O];
+      }
+      const data = g.dtype === 'float32' ? Float32Array.from(src) : Float64Array.from(src);
+      v = g.initializer(transposed ? `${name}.T` : name, g.dtype, dims, data);
+      cache.set(key, v);
     }
     return v;
   };
@@ -77,7 +86,8 @@ export function initializerBinding(g: Graph, params: Params): ParamBinding {
 export function flatBinding(g: Graph, flat: Value, layout: ParamLayout): { bind: ParamBinding; values: Map<string, Value> } {
   const values = new Map<string, Value>();
   const byName = new Map(layout.entries.map((e) => [e.name, e]));
-  const bind: ParamBinding = (name) => {
+  const bind: ParamBinding = (name, _shape, transposed) => {
+    if (transposed) throw new Error(`flat parameter binding: '${name}' is only bound in timm layout`);
     let v = values.get(name);
     if (!v) {
       const e = byName.get(name);

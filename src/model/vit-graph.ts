@@ -23,8 +23,13 @@ export type GraphStructure =
   | { kind: 'plain' } // plain and folded models
   | { kind: 'branched'; branches: number; phases: JoinPhase[] };
 
-/** Returns the graph value of a parameter (an initializer, or a slice of a flat input). */
-export type ParamBinding = (name: string, shape: number[]) => Value;
+/**
+ * Returns the graph value of a parameter (an initializer, or a slice of a flat input). With
+ * `transposed`, a 2-D weight [out, in] is wanted as [in, out]: inference graphs bake weights
+ * that way, because ONNX Runtime pre-packs a constant MatMul operand, which Gemm with transB
+ * does not get (DeiT-Tiny: linear layers 16.0 ms vs 18.3 ms).
+ */
+export type ParamBinding = (name: string, shape: number[], transposed?: boolean) => Value;
 
 export interface ForwardInputs {
   x: Value; // [B, C, S, S]
@@ -54,6 +59,19 @@ class VitBuilder {
     private readonly dropKeep?: Value,
   ) {
     this.T = numTokens(cfg);
+  }
+
+  /**
+   * x [R, in] -> [R, out] with timm's weight [out, in]. Training graphs: one Gemm (transB, fused
+   * bias) on the flat parameter slice. Inference graphs: MatMul with the weight baked as
+   * [in, out] (pre-packed by ORT) and an Add.
+   */
+  private linear(x: Value, prefix: string, out: number, inp: number): Value {
+    const g = this.g;
+    const b = this.p(prefix + '.bias', [out]);
+    if (g.training) return g.linear(x, this.p(prefix + '.weight', [out, inp]), b);
+    const wT = this.param(prefix + '.weight', [out, inp], true);
+    return g.add(g.matmul(x, wT), b); // ORT fuses this into a Gemm on the pre-packed weight
   }
 
   /** batch * n, e.g. the B*T rows of the residual stream. */
@@ -103,19 +121,29 @@ class VitBuilder {
     const pre = `blocks.${i}.`;
     return g.scope(`blocks.${i}.attn`, () => {
       const h = g.layerNorm(z, this.p(pre + 'norm1.weight', [D]), this.p(pre + 'norm1.bias', [D]), eps).y;
-      const qkv = g.linear(h, this.p(pre + 'attn.qkv.weight', [3 * H * hd, D]), this.p(pre + 'attn.qkv.bias', [3 * H * hd])); // [B*T, 3*H*hd]
-      // One Split along the channels gives every head's q, k, v as [B, T, hd]; per-head batched
-      // MatMuls then need no 5-D transposes (ORT: 2.6 ms vs 4.7 ms for this core at batch 64),
-      // and the gradients are one Concat / Split instead of transposes.
-      const parts = g.split(g.reshape(qkv, [this.batch, T, 3 * H * hd]), 2, new Array(3 * H).fill(hd)); // 3H x [B, T, hd]
-      const outs: Value[] = [];
-      for (let h = 0; h < H; h++) {
-        const q = g.mul(parts[h], g.scalar(1 / Math.sqrt(hd)));
-        const scores = g.matmul(q, g.transpose(parts[H + h], [0, 2, 1])); // [B, T, T]
-        outs.push(g.matmul(g.softmax(scores, -1), parts[2 * H + h])); // [B, T, hd]
+      const qkv = this.linear(h, pre + 'attn.qkv', 3 * H * hd, D); // [B*T, 3*H*hd]
+      // Training graphs: one Split gives every head's q, k, v as [B, T, hd]; per-head batched
+      // MatMuls need no 5-D transposes (ORT: 2.6 ms vs 4.7 ms for this core at batch 64) and
+      // the gradients are one Concat / Split. Inference graphs: heads batched as [B, H, T, hd]
+      // (fewer nodes; the two layouts measured the same at batch 1).
+      let merged: Value;
+      if (g.training) {
+        const parts = g.split(g.reshape(qkv, [this.batch, T, 3 * H * hd]), 2, new Array(3 * H).fill(hd)); // 3H x [B, T, hd]
+        const outs: Value[] = [];
+        for (let h = 0; h < H; h++) {
+          const q = g.mul(parts[h], g.scalar(1 / Math.sqrt(hd)));
+          const scores = g.matmul(q, g.transpose(parts[H + h], [0, 2, 1])); // [B, T, T]
+          outs.push(g.matmul(g.softmax(scores, -1), parts[2 * H + h])); // [B, T, hd]
+        }
+        merged = g.reshape(H === 1 ? outs[0] : g.concat(outs, 2), [this.rows(T), H * hd]); // [B*T, H*hd]
+      } else {
+        const heads = g.transpose(g.reshape(qkv, [this.batch, T, 3, H, hd]), [2, 0, 3, 1, 4]); // [3, B, H, T, hd]
+        const [q, k, v] = g.split(heads, 0, [1, 1, 1]).map((t) => g.reshape(t, [this.batch, H, T, hd])); // [B, H, T, hd]
+        const scores = g.matmul(g.mul(q, g.scalar(1 / Math.sqrt(hd))), g.transpose(k, [0, 1, 3, 2])); // [B, H, T, T]
+        const out = g.matmul(g.softmax(scores, -1), v); // [B, H, T, hd]
+        merged = g.reshape(g.transpose(out, [0, 2, 1, 3]), [this.rows(T), H * hd]); // [B*T, H*hd]
       }
-      const merged = g.reshape(H === 1 ? outs[0] : g.concat(outs, 2), [this.rows(T), H * hd]); // [B*T, H*hd]
-      return this.dropPath(g.linear(merged, this.p(pre + 'attn.proj.weight', [D, H * hd]), this.p(pre + 'attn.proj.bias', [D])), 2 * i);
+      return this.dropPath(this.linear(merged, pre + 'attn.proj', D, H * hd), 2 * i);
     });
   }
 
@@ -126,8 +154,8 @@ class VitBuilder {
     const pre = `blocks.${i}.`;
     return g.scope(`blocks.${i}.mlp`, () => {
       const h = g.layerNorm(z, this.p(pre + 'norm2.weight', [D]), this.p(pre + 'norm2.bias', [D]), eps).y;
-      const a = g.gelu(g.linear(h, this.p(pre + 'mlp.fc1.weight', [M, D]), this.p(pre + 'mlp.fc1.bias', [M]))); // [B*T, M]
-      return this.dropPath(g.linear(a, this.p(pre + 'mlp.fc2.weight', [D, M]), this.p(pre + 'mlp.fc2.bias', [D])), 2 * i + 1);
+      const a = g.gelu(this.linear(h, pre + 'mlp.fc1', M, D)); // [B*T, M]
+      return this.dropPath(this.linear(a, pre + 'mlp.fc2', D, M), 2 * i + 1);
     });
   }
 
@@ -137,7 +165,7 @@ class VitBuilder {
     const { embed_dim: D, num_classes: K, eps } = this.cfg;
     const cls = g.gather(g.reshape(z, [this.batch, this.T, D]), 0, 1); // [B, D]
     const h = g.layerNorm(cls, this.p('norm.weight', [D]), this.p('norm.bias', [D]), eps).y;
-    return g.linear(h, this.p('head.weight', [K, D]), this.p('head.bias', [K]));
+    return this.linear(h, 'head', K, D);
   }
 
   /** One block of SPEC section 2 in the given phase; x [B*T, D] is the block input. */
