@@ -1,7 +1,8 @@
 // Training-step benchmark: vitfold's one-graph step (forward, gradients, AdamW) against PyTorch
-// eager on the same model and batch, measured in the same run. Prints median ms/step,
-// images/s and the ratio. Usage:
-//   npm run bench:train [-- --preset vit-28 --batch 64 --threads 2 --steps 10 --warmup 3]
+// eager on the same model and batch, measured in the same run, in alternating rounds (this
+// machine's speed drifts by +-15% over minutes). Prints median ms/step, images/s, the ratio.
+// Usage:
+//   npm run bench:train [-- --preset vit-28 --batch 64 --threads 2 --rounds 3 --steps 6 --warmup 3]
 //
 // The PyTorch peer needs Debian's python3-torch (run with the OpenMP OpenBLAS from
 // libopenblas0-openmp, as DEVELOPERS.md says); without it that row is skipped with a note.
@@ -23,9 +24,11 @@ const { values: a } = parseArgs({
     preset: { type: 'string', default: 'vit-28' },
     batch: { type: 'string', default: '64' },
     threads: { type: 'string', default: '2' },
-    steps: { type: 'string', default: '10' },
+    steps: { type: 'string', default: '6' },
+    rounds: { type: 'string', default: '3' },
     warmup: { type: 'string', default: '3' },
     'no-torch': { type: 'boolean', default: false },
+    arena: { type: 'string', default: 'on' },
   },
 });
 const cfg = preset(a.preset!);
@@ -35,48 +38,68 @@ const steps = Number(a.steps);
 const warmup = Number(a.warmup);
 const median = (xs: number[]) => [...xs].sort((p, q) => p - q)[Math.floor(xs.length / 2)];
 
-async function vitfoldTimes(): Promise<{ times: number[]; peakRssMb: number; loss: number }> {
+const rounds = Number(a.rounds);
+
+async function vitfoldRunner() {
   const model: Model = { config: cfg, structure: { kind: 'plain' }, params: initParams(cfg, 0), dtype: 'F32', extraMetadata: {} };
-  const runner = new StepRunner(model, { batch, threads, optim: { weightDecay: 0.05 } });
+  const runner = new StepRunner(model, { batch, threads, optim: { weightDecay: 0.05 }, arena: a.arena !== 'off' });
   const rng = new Rng(1);
   const x = { shape: [batch, cfg.in_chans, cfg.img_size, cfg.img_size], data: Float32Array.from({ length: batch * cfg.in_chans * cfg.img_size ** 2 }, () => rng.normal()) };
   const t = oneHotTargets(Array.from({ length: batch }, () => rng.int(cfg.num_classes)), cfg.num_classes);
   const targets = { shape: t.shape, data: Float32Array.from(t.data) };
-  const times: number[] = [];
   let peak = 0;
-  let loss = NaN;
-  for (let i = 0; i < warmup + steps; i++) {
-    const t0 = performance.now();
-    loss = (await runner.run(x, targets, 1e-3)).loss;
-    if (i >= warmup) times.push(performance.now() - t0);
-    peak = Math.max(peak, process.memoryUsage().rss);
-  }
-  await runner.release();
-  return { times, peakRssMb: peak / 2 ** 20, loss };
+  const run = async (n: number, record: number[] | null) => {
+    for (let i = 0; i < n; i++) {
+      const t0 = performance.now();
+      await runner.run(x, targets, 1e-3);
+      record?.push(performance.now() - t0);
+      peak = Math.max(peak, process.memoryUsage().rss);
+    }
+  };
+  await run(warmup, null);
+  return { run, peakMb: () => peak / 2 ** 20, release: () => runner.release() };
 }
 
-function torchTimes(): { times: number[]; version: string } | string {
+function torchRound(): { times: number[]; version: string } | string {
   const peer = join(dirname(fileURLToPath(import.meta.url)), 'peers', 'torch_train_step.py');
   const python = '/usr/bin/python3';
   const probe = spawnSync(python, ['-c', 'import torch'], { encoding: 'utf8' });
   if (probe.status !== 0) return 'skipped: python3-torch not installed (apt-get install python3-torch libopenblas0-openmp)';
   const blas = '/usr/lib/x86_64-linux-gnu/openblas-openmp';
   const env = { ...process.env, OMP_NUM_THREADS: String(threads), LD_LIBRARY_PATH: existsSync(blas) ? `${blas}:${process.env.LD_LIBRARY_PATH ?? ''}` : process.env.LD_LIBRARY_PATH };
-  const r = spawnSync(python, [peer, JSON.stringify({ ...cfg, batch, threads, steps, warmup })], { encoding: 'utf8', env });
+  const r = spawnSync(python, [peer, JSON.stringify({ ...cfg, batch, threads, steps, warmup })], { encoding: 'utf8', env, cwd: dirname(peer) });
   if (r.status !== 0) return `failed: ${r.stderr.trim().split('\n').pop()}`;
   const out = JSON.parse(r.stdout.trim().split('\n').pop()!);
   return { times: out.ms_per_step, version: `torch ${out.torch}, ${out.threads} threads${existsSync(blas) ? ', OpenBLAS (OpenMP)' : ''}` };
 }
 
-console.log(`model: ${a.preset} (${cfg.depth} layers, ${cfg.img_size}x${cfg.img_size}/${cfg.patch_size}, width ${cfg.embed_dim}, ${cfg.num_heads} heads, MLP ${cfg.mlp_hidden}), batch ${batch}, ${threads} threads, AdamW; median of ${steps} steps after ${warmup} warm-up`);
-const torch = a['no-torch'] ? 'skipped (--no-torch)' : torchTimes();
-const ours = await vitfoldTimes();
-const mo = median(ours.times);
-console.log(`vitfold (onnxruntime-node): ${mo.toFixed(1)} ms/step, ${((batch * 1000) / mo).toFixed(0)} images/s, peak RSS ${ours.peakRssMb.toFixed(0)} MB`);
-if (typeof torch === 'string') {
-  console.log(`pytorch eager: ${torch}`);
+console.log(
+  `model: ${a.preset} (${cfg.depth} layers, ${cfg.img_size}x${cfg.img_size}/${cfg.patch_size}, width ${cfg.embed_dim}, ${cfg.num_heads} heads, MLP ${cfg.mlp_hidden}), ` +
+    `batch ${batch}, ${threads} threads, AdamW; ${rounds} alternating rounds of ${steps} steps after ${warmup} warm-up steps each`,
+);
+const ours = await vitfoldRunner();
+const oursTimes: number[] = [];
+const torchTimes: number[] = [];
+let torchNote = a['no-torch'] ? 'skipped (--no-torch)' : '';
+let torchVersion = '';
+for (let r = 0; r < rounds; r++) {
+  if (!torchNote) {
+    const t = torchRound();
+    if (typeof t === 'string') torchNote = t;
+    else {
+      torchTimes.push(...t.times);
+      torchVersion = t.version;
+    }
+  }
+  await ours.run(steps, oursTimes);
+}
+await ours.release();
+const mo = median(oursTimes);
+console.log(`vitfold (onnxruntime-node, arena ${a.arena}): ${mo.toFixed(1)} ms/step, ${((batch * 1000) / mo).toFixed(0)} images/s, peak RSS ${ours.peakMb().toFixed(0)} MB`);
+if (torchNote) {
+  console.log(`pytorch eager: ${torchNote}`);
 } else {
-  const mt = median(torch.times);
-  console.log(`pytorch eager (${torch.version}): ${mt.toFixed(1)} ms/step, ${((batch * 1000) / mt).toFixed(0)} images/s`);
+  const mt = median(torchTimes);
+  console.log(`pytorch eager (${torchVersion}): ${mt.toFixed(1)} ms/step, ${((batch * 1000) / mt).toFixed(0)} images/s`);
   console.log(`speed-up vitfold vs pytorch eager: ${(mt / mo).toFixed(2)}x`);
 }

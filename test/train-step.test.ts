@@ -7,7 +7,8 @@ import { toBranched, type Model } from '../src/core/model.js';
 import { randomInput } from '../src/core/verify.js';
 import { lossAndGradients, oneHotTargets, ParamLayout } from '../src/model/engine.js';
 import { decayMask, DEFAULT_ADAMW, type AdamWConfig } from '../src/train/step-graph.js';
-import { StepRunner } from '../src/train/step-runner.js';
+import { dropPathMasks, StepRunner } from '../src/train/step-runner.js';
+import { Rng } from '../src/core/rng.js';
 import { randomModel, smallConfig } from './helpers.js';
 
 /** torch.optim.AdamW (+ clip_grad_norm_) in float64. */
@@ -120,4 +121,21 @@ test('drop path: keep = 1 changes nothing; keep = 0 removes exactly that sub-lay
   const got = await lossWith(keep);
   assert.ok(Math.abs(got - want) < 1e-12, `${got} vs ${want}`);
   assert.ok(Math.abs(got - base) > 1e-6, 'dropping a sub-layer must change the loss');
+});
+
+test('drop-path masks: timm rate per layer, per sample, scaled by 1 / (1 - rate)', () => {
+  const depth = 5, batch = 2000, T = 3, rate = 0.2;
+  const m = dropPathMasks(new Rng(1), depth, batch, T, rate);
+  for (let l = 0; l < depth; l++) {
+    const r = (rate * l) / (depth - 1);
+    let dropped = 0;
+    for (let b = 0; b < batch; b++) {
+      const v = m[(2 * l) * batch * T + b * T];
+      assert.ok(v === 0 || Math.abs(v - 1 / (1 - r)) < 1e-6);
+      assert.equal(m[(2 * l) * batch * T + b * T + 2], v, 'same factor for all tokens of a sample');
+      if (v === 0) dropped++;
+    }
+    assert.ok(Math.abs(dropped / batch - r) < 0.03, `layer ${l}: dropped ${dropped / batch}, rate ${r}`);
+  }
+  assert.deepEqual(dropPathMasks(new Rng(1), depth, batch, T, rate), m, 'same seed, same masks');
 });

@@ -24,6 +24,9 @@ import { defaultNormalization, parseNormalization, softmaxRow, topK } from '../c
 import { Predictor } from '../model/engine.js';
 import { ImageError, loadImage } from '../data/image.js';
 import { Progress } from './progress.js';
+import { addTrainCommands } from './train.js';
+import { DataError } from '../data/idx.js';
+import { TrainError } from '../train/trainer.js';
 
 class CliError extends Error {
   override name = 'CliError';
@@ -215,6 +218,7 @@ Examples:
   $ vitfold info deit-tiny.safetensors
   $ vitfold fold deit-tiny.safetensors --branches 4 --assume-joined --out deit-tiny-3layer.safetensors
   $ vitfold verify deit-tiny.safetensors --branches 4 --assume-joined --folded deit-tiny-3layer.safetensors
+  $ vitfold train --epochs 5 --out runs/fm
   $ vitfold demo`,
     );
 
@@ -472,32 +476,7 @@ Examples:
       if (logits.shape[0] > shown) console.log(`... ${logits.shape[0] - shown} more (see --out)`);
     });
 
-  program
-    .command('demo')
-    .description('the built-in default: a DeiT-Tiny-shaped ViT regrouped as 3 blocks x 4 branches, folded and verified')
-    .option('--out <dir>', 'directory for the model files', 'runs/demo')
-    .addOption(new Option('--preset <name>', 'model shape').choices(Object.keys(PRESETS)).default('deit-tiny'))
-    .addOption(new Option('--branches <k>', 'branches per block').argParser(positiveInt('--branches')).default(4))
-    .addOption(new Option('--seed <n>', 'seed of weights and input').argParser(nonNegativeInt('--seed')).default(0))
-    .action((o: { out: string; preset: string; branches: number; seed: number }) => {
-      const config = preset(o.preset);
-      mkdirSync(o.out, { recursive: true });
-      const deep: Model = { config, structure: { kind: 'plain' }, params: initParams(config, o.seed), dtype: 'F32', extraMetadata: {} };
-      const deepPath = join(o.out, `${o.preset}-deep.safetensors`);
-      saveModel(deepPath, deep);
-      console.log(`model    ${deepPath}: ${describeConfig(config)} (random timm init), ${paramCount(config).toLocaleString('en-US')} params`);
-      const t0 = performance.now();
-      const branched = toBranched(deep, o.branches, { attn: 1, ffn: 1 }, '--branches');
-      const folded = fold(branched);
-      const foldedPath = join(o.out, `${o.preset}-folded-${config.depth / o.branches}layer.safetensors`);
-      saveModel(foldedPath, folded);
-      const c = folded.config;
-      console.log(`fold     ${config.depth / o.branches} blocks x ${o.branches} branches (fully joined) -> ${c.depth} layers, ${c.num_heads} heads x ${c.head_dim}, MLP ${c.mlp_hidden}: ${foldedPath} in ${seconds(t0)}`);
-      const rep = verifyFold(branched, folded, randomInput(deep, 1, o.seed), `seeded normal [1, ${config.in_chans}, ${config.img_size}, ${config.img_size}]`, 1e-9);
-      rep.lines.forEach((l) => console.log(l));
-      console.log('(training with a join schedule, data and latency benchmarks arrive with `vitfold train` and `vitfold bench`)');
-      if (!rep.ok) process.exitCode = EXIT_CHECK_FAILED;
-    });
+  addTrainCommands(program);
 
   return program;
 }
@@ -507,7 +486,7 @@ export async function main(argv: string[]): Promise<void> {
     await buildProgram().parseAsync(argv);
   } catch (e) {
     // Errors about the user's input or files: print the message, not a stack trace.
-    if (e instanceof CliError || e instanceof ModelError || e instanceof ConfigError || e instanceof SafetensorsError || e instanceof ImageError) {
+    if (e instanceof CliError || e instanceof ModelError || e instanceof ConfigError || e instanceof SafetensorsError || e instanceof ImageError || e instanceof DataError || e instanceof TrainError) {
       process.stderr.write(`vitfold: error: ${e.message}\n`);
       process.exitCode = EXIT_BAD_INPUT;
       return;

@@ -42,6 +42,8 @@ export const PRESETS = {
   'deit-base': vit({ img: 224, patch: 16, chans: 3, classes: 1000, dim: 768, depth: 12, heads: 12 }),
   // Fashion-MNIST / MNIST: 28x28 grey, patch 4 -> 49 tokens + class token.
   'vit-28': vit({ img: 28, patch: 4, chans: 1, classes: 10, dim: 96, depth: 12, heads: 3 }),
+  // Fashion-MNIST, fast: patch 7 -> 16 tokens + class token, MLP 2x (the built-in demo).
+  'vit-28-p7': vit({ img: 28, patch: 7, chans: 1, classes: 10, dim: 96, depth: 12, heads: 3, mlp: 192 }),
   // CIFAR-10: 32x32 RGB, patch 4 -> 64 tokens + class token.
   'vit-32': vit({ img: 32, patch: 4, chans: 3, classes: 10, dim: 192, depth: 12, heads: 3 }),
 } satisfies Record<string, ViTConfig>;
@@ -56,6 +58,7 @@ function vit(p: {
   dim: number;
   depth: number;
   heads: number;
+  mlp?: number;
 }): ViTConfig {
   return {
     img_size: p.img,
@@ -66,7 +69,7 @@ function vit(p: {
     depth: p.depth,
     num_heads: p.heads,
     head_dim: p.dim / p.heads,
-    mlp_hidden: 4 * p.dim,
+    mlp_hidden: p.mlp ?? 4 * p.dim,
     eps: 1e-6,
   };
 }

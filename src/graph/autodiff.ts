@@ -115,7 +115,6 @@ const RULES: Record<string, Rule> = {
   },
   Erf: ({ g, x, dy }) => [erfGrad(g, x[0], dy[0]!)],
   Gelu: ({ g, x, y, dy }) => [geluGrad(g, x[0], dy[0]!, y[1])],
-  Cast: ({ g, x, dy }) => [g.cast(dy[0]!, x[0].dtype)],
   Where: ({ g, x, dy, need }) => {
     const zero = g.constant([0], [], dy[0]!.dtype);
     return [

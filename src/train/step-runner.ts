@@ -9,13 +9,38 @@ import { oneHotTargets, ParamLayout, sessionOptionsFor, type FloatType } from '.
 import { phasesFor, type GraphStructure } from '../model/vit-graph.js';
 import { Session, type HostTensor, type SessionOptions } from '../runtime/ort.js';
 import { buildTrainStepGraph, DEFAULT_ADAMW, type AdamWConfig } from './step-graph.js';
+import { Rng } from '../core/rng.js';
 
 export interface StepRunnerOptions extends SessionOptions {
   batch: number;
   dtype?: FloatType;
   optim?: Partial<AdamWConfig>;
-  /** Drop-path rate; > 0 adds the drop_keep input (the caller draws the masks). */
+  /**
+   * Drop-path (stochastic depth) rate of the last layer; layer i drops with rate * i / (depth - 1)
+   * (timm's rule), attention and FFN entries independently, per sample. Off at 0.
+   */
   dropPath?: number;
+  /** Seed of the drop-path masks (their RNG state is `dropRng.s`, for checkpoints). */
+  seed?: number;
+}
+
+/**
+ * Drop-path keep factors [2*depth, B*T, 1]: per layer and sub-layer, per sample, 0 (dropped)
+ * or 1 / (1 - rate) (kept), repeated over the sample's T token rows.
+ */
+export function dropPathMasks(rng: Rng, depth: number, batch: number, tokens: number, rate: number): Float32Array {
+  const out = new Float32Array(2 * depth * batch * tokens);
+  for (let l = 0; l < depth; l++) {
+    const r = depth > 1 ? (rate * l) / (depth - 1) : rate;
+    for (let sub = 0; sub < 2; sub++) {
+      const row = (2 * l + sub) * batch * tokens;
+      for (let b = 0; b < batch; b++) {
+        const keep = r > 0 && rng.uniform() < r ? 0 : 1 / (1 - r);
+        out.fill(keep, row + b * tokens, row + (b + 1) * tokens);
+      }
+    }
+  }
+  return out;
 }
 
 export interface StepResult {
@@ -32,6 +57,8 @@ export class StepRunner {
   v: F;
   /** Steps taken (AdamW's t is step + 1 in the next step). */
   step = 0;
+  /** Drop-path mask RNG (checkpoint `dropRng.s` to resume the same masks). */
+  dropRng: Rng;
   private readonly sessions = new Map<string, Session>();
   private readonly dtype: FloatType;
 
@@ -45,6 +72,7 @@ export class StepRunner {
     const Arr = this.dtype === 'float32' ? Float32Array : Float64Array;
     this.m = new Arr(this.layout.total);
     this.v = new Arr(this.layout.total);
+    this.dropRng = new Rng(opts.seed ?? 0);
   }
 
   private structureFor(join?: { attn: number[]; ffn: number[] }): GraphStructure {
@@ -75,8 +103,9 @@ export class StepRunner {
   }
 
   /**
-   * One optimizer step on a batch. `targets` are soft targets [B, K] (see oneHotTargets);
-   * `dropKeep` [2*depth, B*T, 1] when the runner was made with dropPath > 0.
+   * One optimizer step on a batch. `targets` are soft targets [B, K] (see oneHotTargets).
+   * With dropPath > 0 the masks are drawn from `dropRng` unless `dropKeep` [2*depth, B*T, 1]
+   * is given.
    */
   async run(x: Tensor | HostTensor, targets: Tensor | HostTensor, lr: number, join?: { attn: number[]; ffn: number[] }, dropKeep?: F): Promise<StepResult> {
     const session = await this.session(this.structureFor(join));
@@ -93,10 +122,12 @@ export class StepRunner {
       feeds.join_attn = { shape: [join.attn.length], data: this.arr(join.attn) };
       feeds.join_ffn = { shape: [join.ffn.length], data: this.arr(join.ffn) };
     }
-    if ((this.opts.dropPath ?? 0) > 0) {
-      if (!dropKeep) throw new Error('dropKeep is required when dropPath > 0');
-      const T = (this.model.config.img_size / this.model.config.patch_size) ** 2 + 1;
-      feeds.drop_keep = { shape: [2 * this.model.config.depth, x.shape[0] * T, 1], data: dropKeep };
+    const rate = this.opts.dropPath ?? 0;
+    if (rate > 0) {
+      const cfg = this.model.config;
+      const T = (cfg.img_size / cfg.patch_size) ** 2 + 1;
+      const keep = dropKeep ?? dropPathMasks(this.dropRng, cfg.depth, x.shape[0], T, rate);
+      feeds.drop_keep = { shape: [2 * cfg.depth, x.shape[0] * T, 1], data: this.dtype === 'float32' ? Float32Array.from(keep) : Float64Array.from(keep) };
     }
     const out = await session.run(feeds);
     const loss = Number(out.loss.data[0]);

@@ -1,0 +1,212 @@
+// `vitfold train` and `vitfold demo`: option parsing and progress output around src/train/.
+
+import { join } from 'node:path';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { preset, PRESETS, type ViTConfig } from '../core/config.js';
+import { describeConfig, type Model } from '../core/model.js';
+import { paramCount } from '../core/params.js';
+import { randomInput } from '../core/verify.js';
+import { FASHION_MNIST_CLASSES } from '../data/idx.js';
+import { loadModel } from '../io.js';
+import { Predictor } from '../model/engine.js';
+import { DEFAULT_JOIN_SCHEDULE, type JoinMode, type RampShape } from '../train/schedule.js';
+import { readRunConfig, train, type TrainConfig, type TrainResult } from '../train/trainer.js';
+import { Progress } from './progress.js';
+
+const num = (flag: string, check: (n: number) => boolean, what: string) => (v: string) => {
+  const n = Number(v);
+  if (!check(n)) throw new InvalidArgumentError(`${flag} must be ${what} (got '${v}')`);
+  return n;
+};
+const posInt = (f: string) => num(f, (n) => Number.isInteger(n) && n > 0, 'a positive integer');
+const nonNeg = (f: string) => num(f, (n) => n >= 0 && Number.isFinite(n), 'a number >= 0');
+const frac = (f: string) => num(f, (n) => n >= 0 && n < 1, 'a number in [0, 1)');
+
+/** "0.5" (fraction of training) or "3ep" (epochs) -> fraction. */
+function progressPoint(text: string, epochs: number, flag: string): number {
+  const m = /^([0-9.]+)(ep)?$/.exec(text.trim());
+  const v = m ? Number(m[1]) : NaN;
+  if (!m || !Number.isFinite(v)) throw new InvalidArgumentError(`${flag} takes a fraction of training (0.5) or epochs (3ep), got '${text}'`);
+  return m[2] ? v / epochs : v;
+}
+
+export interface TrainCliOptions {
+  preset: string;
+  branches: number;
+  epochs: number;
+  batch: number;
+  lr: number;
+  minLr: number;
+  warmupEpochs: number;
+  wd: number;
+  clip?: number;
+  dropPath: number;
+  labelSmoothing: number;
+  join: JoinMode;
+  joinShape: RampShape;
+  joinStart: string;
+  joinEnd: string;
+  cropPadding: number;
+  flip: boolean;
+  data?: string;
+  limitTrain?: number;
+  limitTest?: number;
+  seed: number;
+  threads?: number;
+  out: string;
+  init?: string;
+}
+
+export function trainConfigFrom(o: TrainCliOptions): TrainConfig {
+  const model: ViTConfig = preset(o.preset);
+  return {
+    model,
+    branches: o.join === 'none' ? 1 : o.branches,
+    join: { mode: o.join, shape: o.joinShape, start: progressPoint(o.joinStart, o.epochs, '--join-start'), end: progressPoint(o.joinEnd, o.epochs, '--join-end') },
+    epochs: o.epochs,
+    batch: o.batch,
+    lr: o.lr,
+    minLr: o.minLr,
+    warmupEpochs: o.warmupEpochs,
+    weightDecay: o.wd,
+    clipNorm: o.clip ?? null,
+    dropPath: o.dropPath,
+    labelSmoothing: o.labelSmoothing,
+    augment: { cropPadding: o.cropPadding, hflip: o.flip },
+    data: { kind: 'fashion-mnist', dir: o.data, limitTrain: o.limitTrain, limitTest: o.limitTest },
+    // Fashion-MNIST training-set statistics.
+    normalization: { mean: [0.286], std: [0.353], crop_pct: 1 },
+    seed: o.seed,
+    threads: o.threads,
+    logEvery: 20,
+  };
+}
+
+/** Runs training with a progress bar and an epoch table on stdout. */
+export async function runTraining(cfg: TrainConfig, runDir: string, resume: boolean, init?: Model): Promise<TrainResult> {
+  let bar = new Progress('epoch 1');
+  let lastLoss = NaN;
+  console.log('epoch  train loss  top-1   attn join        ffn join         s/epoch  img/s  data ms/step');
+  const fmtJoin = (v: number[]) => (v.length ? `[${v.map((c) => c.toFixed(2)).join(',')}]` : '-').padEnd(16);
+  return train(cfg, runDir, {
+    resume,
+    init,
+    events: {
+      onMessage: (m) => console.log(m),
+      onStep: (s) => {
+        lastLoss = s.loss;
+        bar.update(s.step, s.stepsPerEpoch, `loss ${lastLoss.toFixed(3)} lr ${s.lr.toExponential(1)} ${s.imgPerSec.toFixed(0)} img/s`);
+      },
+      onEpoch: (e) => {
+        bar.done();
+        bar = new Progress(`epoch ${e.epoch + 1}`);
+        console.log(
+          `${String(e.epoch).padStart(5)}  ${e.train_loss.toFixed(4).padStart(10)}  ${(100 * e.top1).toFixed(2).padStart(5)}%  ${fmtJoin(e.attn)} ${fmtJoin(e.ffn)} ` +
+            `${e.seconds.toFixed(1).padStart(7)}  ${e.img_per_s.toFixed(0).padStart(5)}  ${e.data_ms_per_step.toFixed(2).padStart(6)} (step ${e.step_ms.toFixed(0)} ms)`,
+        );
+      },
+    },
+  });
+}
+
+function printFold(r: TrainResult): void {
+  if (!r.folded) return;
+  console.log(`folded   ${r.folded.path}: top-1 ${(100 * r.folded.top1).toFixed(2)}%, predictions agree with the joined model on ${(100 * r.folded.agreement).toFixed(2)}% of test images`);
+  console.log(`verify   float64 logits, joined vs folded (4 test images): max rel ${r.folded.verifyMaxRel.toExponential(2)}`);
+}
+
+async function latency(model: Model, runs = 30): Promise<number> {
+  const p = await Predictor.create(model, { threads: 2 });
+  const x = randomInput(model, 1, 0);
+  for (let i = 0; i < 5; i++) await p.predict(x);
+  const ts: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const t0 = performance.now();
+    await p.predict(x);
+    ts.push(performance.now() - t0);
+  }
+  await p.release();
+  return ts.sort((a, b) => a - b)[Math.floor(runs / 2)];
+}
+
+export function addTrainCommands(program: Command): void {
+  program
+    .command('train')
+    .description('train a branched ViT on Fashion-MNIST while its branches are joined, then fold, verify and evaluate it')
+    .addOption(new Option('--preset <name>', 'model shape').choices(Object.keys(PRESETS)).default('vit-28-p7'))
+    .addOption(new Option('--branches <k>', 'branches per block (depth / k blocks)').argParser(posInt('--branches')).default(4))
+    .addOption(new Option('--epochs <n>').argParser(posInt('--epochs')).default(5))
+    .addOption(new Option('--batch <n>').argParser(posInt('--batch')).default(128))
+    .addOption(new Option('--lr <x>', 'peak learning rate').argParser(nonNeg('--lr')).default(2e-3))
+    .addOption(new Option('--min-lr <x>', 'final learning rate (cosine)').argParser(nonNeg('--min-lr')).default(1e-5))
+    .addOption(new Option('--warmup-epochs <x>').argParser(nonNeg('--warmup-epochs')).default(0.5))
+    .addOption(new Option('--wd <x>', 'AdamW weight decay').argParser(nonNeg('--wd')).default(0.05))
+    .addOption(new Option('--clip <x>', 'clip the global gradient norm').argParser(nonNeg('--clip')))
+    .addOption(new Option('--drop-path <x>', 'stochastic depth rate of the last layer').argParser(frac('--drop-path')).default(0))
+    .addOption(new Option('--label-smoothing <x>').argParser(frac('--label-smoothing')).default(0.1))
+    .addOption(new Option('--join <mode>', 'join schedule: all blocks together, block by block, or none (the plain deep baseline)').choices(['together', 'sequential', 'none']).default(DEFAULT_JOIN_SCHEDULE.mode))
+    .addOption(new Option('--join-shape <s>').choices(['linear', 'cosine']).default(DEFAULT_JOIN_SCHEDULE.shape))
+    .option('--join-start <p>', 'start of the join window: fraction of training or epochs (2ep)', '0')
+    .option('--join-end <p>', 'end of the join window (every coefficient is 1 from here on)', '0.5')
+    .addOption(new Option('--crop-padding <n>', 'random crop with zero padding (0: off)').argParser(num('--crop-padding', (n) => Number.isInteger(n) && n >= 0, 'an integer >= 0')).default(2))
+    .option('--no-flip', 'no random horizontal flips')
+    .option('--data <dir>', 'Fashion-MNIST IDX files (default: Debian dataset-fashion-mnist)')
+    .addOption(new Option('--limit-train <n>', 'use the first n training images').argParser(posInt('--limit-train')))
+    .addOption(new Option('--limit-test <n>', 'use the first n test images').argParser(posInt('--limit-test')))
+    .addOption(new Option('--seed <n>').argParser(num('--seed', (n) => Number.isInteger(n) && n >= 0, 'an integer >= 0')).default(0))
+    .addOption(new Option('--threads <n>', 'engine threads').argParser(posInt('--threads')))
+    .option('--out <dir>', 'run directory', 'runs/train')
+    .option('--init <checkpoint>', 'start from a plain deep checkpoint of the same shape instead of random weights')
+    .option('--resume <dir>', 'continue an interrupted run from its last epoch checkpoint')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  $ vitfold train --epochs 5 --out runs/fm-k4
+  $ vitfold train --join sequential --join-end 3ep --epochs 6 --branches 3
+  $ vitfold train --join none --out runs/deep-baseline
+  $ vitfold train --resume runs/fm-k4`,
+    )
+    .action(async (o: TrainCliOptions & { resume?: string }) => {
+      if (o.resume) {
+        const cfg = readRunConfig(o.resume);
+        printFold(await runTraining(cfg, o.resume, true));
+        return;
+      }
+      const cfg = trainConfigFrom(o);
+      let init: Model | undefined;
+      if (o.init) {
+        init = loadModel(o.init);
+        if (init.structure.kind !== 'plain') throw new InvalidArgumentError(`--init ${o.init}: must be a plain (deep) checkpoint`);
+        cfg.model = init.config;
+      }
+      console.log(`model    ${describeConfig(cfg.model)}, ${paramCount(cfg.model).toLocaleString('en-US')} params; ${cfg.model.depth / cfg.branches} blocks x ${cfg.branches} branches`);
+      printFold(await runTraining(cfg, o.out, false, init));
+    });
+
+  program
+    .command('demo')
+    .description('the built-in default: train a 12-layer ViT on Fashion-MNIST as 3 blocks x 4 branches, join, fold to 3 layers, verify, time')
+    .option('--out <dir>', 'run directory', 'runs/demo')
+    .addOption(new Option('--epochs <n>').argParser(posInt('--epochs')).default(5))
+    .option('--data <dir>', 'Fashion-MNIST IDX files (default: Debian dataset-fashion-mnist)')
+    .addOption(new Option('--limit-train <n>').argParser(posInt('--limit-train')))
+    .addOption(new Option('--limit-test <n>').argParser(posInt('--limit-test')))
+    .action(async (o: { out: string; epochs: number; data?: string; limitTrain?: number; limitTest?: number }) => {
+      const cfg = trainConfigFrom({
+        preset: 'vit-28-p7', branches: 4, epochs: o.epochs, batch: 128, lr: 2e-3, minLr: 1e-5, warmupEpochs: 0.5, wd: 0.05, dropPath: 0, labelSmoothing: 0.1,
+        join: 'together', joinShape: 'cosine', joinStart: '0', joinEnd: '0.5', cropPadding: 2, flip: true, data: o.data, limitTrain: o.limitTrain, limitTest: o.limitTest, seed: 0, out: o.out,
+      });
+      console.log(`demo     Fashion-MNIST (${FASHION_MNIST_CLASSES.length} classes), ${describeConfig(cfg.model)}`);
+      console.log(`         12 layers as 3 blocks x 4 branches, joined (cosine) over the first half of ${o.epochs} epochs, then folded to 3 layers`);
+      const r = await runTraining(cfg, o.out, false);
+      printFold(r);
+      if (r.folded) {
+        const deep = { ...loadModel(join(o.out, 'last.safetensors')), structure: { kind: 'plain' as const } };
+        const folded = loadModel(r.folded.path);
+        const tDeep = await latency(deep);
+        const tFold = await latency(folded);
+        console.log(`latency  batch 1, 2 threads, vitfold engine: 12-layer ${tDeep.toFixed(2)} ms, 3-layer fold ${tFold.toFixed(2)} ms (${(tFold / tDeep).toFixed(2)}x)`);
+      }
+    });
+}

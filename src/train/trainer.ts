@@ -1,0 +1,378 @@
+// `vitfold train`: a branched ViT trained while its join coefficients move from 0 to 1 on a
+// schedule (SPEC section 2), then folded, verified and evaluated (SPEC section 3).
+//
+// Run directory:
+//   config.json          the TrainConfig (what `--resume` continues)
+//   log.jsonl            one JSON object per logged step and per epoch
+//   last.safetensors     model at the end of the last epoch (structure = current join state)
+//   state.safetensors    AdamW moments, step, RNG states (with last.safetensors: exact resume)
+//   best.safetensors     model of the best epoch (top-1)
+//   folded.safetensors   the fold of the final, fully joined model
+// Every file is written atomically, so a kill never leaves a torn checkpoint.
+
+import { existsSync, mkdirSync, readFileSync, appendFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { ViTConfig } from '../core/config.js';
+import { validateBranches } from '../core/config.js';
+import { fold } from '../core/fold.js';
+import { toBranched, type Model } from '../core/model.js';
+import { initParams } from '../core/params.js';
+import type { Normalization } from '../core/preprocess.js';
+import { referenceForward } from '../core/reference.js';
+import { Rng } from '../core/rng.js';
+import { encodeFloat } from '../core/safetensors.js';
+import { compareLogits } from '../core/verify.js';
+import { loadModel, readSafetensors, saveModel, writeFileAtomic, writeSafetensors } from '../io.js';
+import { Predictor } from '../model/engine.js';
+import { loadMnistLike, type ImageSet } from '../data/idx.js';
+import { joinCoefficients, learningRate, validateJoinSchedule, type JoinSchedule } from './schedule.js';
+import { StepRunner } from './step-runner.js';
+import { decodeFloat } from '../core/safetensors.js';
+
+export interface TrainConfig {
+  model: ViTConfig;
+  /** Branches per block; 1 with join mode 'none' trains the plain deep model. */
+  branches: number;
+  join: JoinSchedule;
+  epochs: number;
+  batch: number;
+  lr: number;
+  minLr: number;
+  warmupEpochs: number;
+  weightDecay: number;
+  clipNorm: number | null;
+  dropPath: number;
+  labelSmoothing: number;
+  augment: { cropPadding: number; hflip: boolean };
+  data: { kind: 'fashion-mnist'; dir?: string; limitTrain?: number; limitTest?: number };
+  normalization: Normalization;
+  seed: number;
+  threads?: number;
+  /** Steps between log lines. */
+  logEvery: number;
+}
+
+export interface TrainEvents {
+  onStep?: (s: { epoch: number; step: number; stepsPerEpoch: number; loss: number; lr: number; imgPerSec: number }) => void;
+  onEpoch?: (e: EpochRecord) => void;
+  onMessage?: (m: string) => void;
+  /** Return true to stop after the current step (tests: simulate a kill). */
+  shouldStop?: (globalStep: number) => boolean;
+}
+
+export interface EpochRecord {
+  epoch: number;
+  train_loss: number;
+  top1: number;
+  folded_top1?: number;
+  attn: number[];
+  ffn: number[];
+  seconds: number;
+  img_per_s: number;
+  data_ms_per_step: number;
+  step_ms: number;
+}
+
+export interface TrainResult {
+  runDir: string;
+  epochs: EpochRecord[];
+  folded?: { path: string; top1: number; verifyMaxRel: number; agreement: number };
+  stopped: 'done' | 'interrupted' | 'nan';
+}
+
+export class TrainError extends Error {
+  override name = 'TrainError';
+}
+
+/** Fills x [B, C, S, S] (normalized, augmented) and labels for `idx` from the set. */
+function fillBatch(set: ImageSet, idx: ArrayLike<number>, cfg: TrainConfig, rng: Rng | null, x: Float32Array, labels: number[]): void {
+  const S = set.size;
+  const C = set.channels;
+  const { mean, std } = cfg.normalization;
+  const pad = rng ? cfg.augment.cropPadding : 0;
+  for (let b = 0; b < idx.length; b++) {
+    const i = idx[b];
+    labels[b] = set.labels[i];
+    // Random crop from the zero-padded image = shift by (dy, dx) in [-pad, pad]; flip with p 0.5.
+    const dy = pad ? rng!.int(2 * pad + 1) - pad : 0;
+    const dx = pad ? rng!.int(2 * pad + 1) - pad : 0;
+    const flip = rng !== null && cfg.augment.hflip && rng.uniform() < 0.5;
+    for (let c = 0; c < C; c++) {
+      const zero = (0 - mean[c]) / std[c];
+      const src = (i * C + c) * S * S;
+      const dst = (b * C + c) * S * S;
+      for (let y = 0; y < S; y++) {
+        const sy = y + dy;
+        for (let xx = 0; xx < S; xx++) {
+          const sx0 = xx + dx;
+          const sx = flip ? S - 1 - sx0 : sx0;
+          x[dst + y * S + xx] = sy < 0 || sy >= S || sx0 < 0 || sx0 >= S ? zero : (set.images[src + sy * S + sx] / 255 - mean[c]) / std[c];
+        }
+      }
+    }
+  }
+}
+
+function shuffled(n: number, rng: Rng): Uint32Array {
+  const a = new Uint32Array(n);
+  for (let i = 0; i < n; i++) a[i] = i;
+  for (let i = n - 1; i > 0; i--) {
+    const j = rng.int(i + 1);
+    const t = a[i];
+    a[i] = a[j];
+    a[j] = t;
+  }
+  return a;
+}
+
+function limit(set: ImageSet, n: number | undefined): ImageSet {
+  if (!n || n >= set.count) return set;
+  const per = set.channels * set.size * set.size;
+  return { ...set, images: set.images.subarray(0, n * per), labels: set.labels.subarray(0, n), count: n };
+}
+
+/** Top-1 accuracy and logits of a model on a set (engine, fp32). */
+export async function evaluate(model: Model, set: ImageSet, cfg: TrainConfig, batch = 500): Promise<{ top1: number; predictions: Uint8Array }> {
+  const predictor = await Predictor.create(model, { threads: cfg.threads });
+  const S = set.size;
+  const K = model.config.num_classes;
+  const predictions = new Uint8Array(set.count);
+  let correct = 0;
+  try {
+    for (let start = 0; start < set.count; start += batch) {
+      const n = Math.min(batch, set.count - start);
+      const x = new Float32Array(n * set.channels * S * S);
+      const labels = new Array<number>(n);
+      fillBatch(set, Array.from({ length: n }, (_, i) => start + i), cfg, null, x, labels);
+      const logits = (await predictor.predict({ shape: [n, set.channels, S, S], data: Float64Array.from(x) })).data;
+      for (let b = 0; b < n; b++) {
+        let best = 0;
+        for (let c = 1; c < K; c++) if (logits[b * K + c] > logits[b * K + best]) best = c;
+        predictions[start + b] = best;
+        if (best === labels[b]) correct++;
+      }
+    }
+  } finally {
+    await predictor.release();
+  }
+  return { top1: correct / set.count, predictions };
+}
+
+function modelMetadata(cfg: TrainConfig, classes: string[]): Record<string, string> {
+  return { normalization: JSON.stringify(cfg.normalization), classes: JSON.stringify(classes) };
+}
+
+interface ResumeState {
+  epoch: number; // epochs completed
+  step: number;
+  dataRng: Uint32Array;
+  augRng: Uint32Array;
+  dropRng: Uint32Array;
+  m: Float32Array;
+  v: Float32Array;
+  best: number;
+}
+
+function saveState(dir: string, runner: StepRunner, epoch: number, dataRng: Rng, augRng: Rng, best: number): void {
+  const P = runner.layout.total;
+  writeSafetensors(join(dir, 'state.safetensors'), {
+    tensors: new Map([
+      ['m', encodeFloat(runner.m, [P], 'F32')],
+      ['v', encodeFloat(runner.v, [P], 'F32')],
+    ]),
+    metadata: {
+      epoch: String(epoch),
+      step: String(runner.step),
+      data_rng: JSON.stringify([...dataRng.s]),
+      aug_rng: JSON.stringify([...augRng.s]),
+      drop_rng: JSON.stringify([...runner.dropRng.s]),
+      best_top1: String(best),
+    },
+  });
+}
+
+function loadState(dir: string): ResumeState {
+  const f = readSafetensors(join(dir, 'state.safetensors'));
+  const md = f.metadata ?? {};
+  const need = ['epoch', 'step', 'data_rng', 'aug_rng', 'drop_rng'];
+  const missing = need.filter((k) => md[k] === undefined);
+  if (missing.length || !f.tensors.has('m') || !f.tensors.has('v')) {
+    throw new TrainError(`${join(dir, 'state.safetensors')}: not a vitfold trainer state (missing ${[...missing, ...['m', 'v'].filter((t) => !f.tensors.has(t))].join(', ')})`);
+  }
+  const rng = (k: string) => Uint32Array.from(JSON.parse(md[k]) as number[]);
+  return {
+    epoch: Number(md.epoch),
+    step: Number(md.step),
+    dataRng: rng('data_rng'),
+    augRng: rng('aug_rng'),
+    dropRng: rng('drop_rng'),
+    m: Float32Array.from(decodeFloat(f.tensors.get('m')!, 'm')),
+    v: Float32Array.from(decodeFloat(f.tensors.get('v')!, 'v')),
+    best: Number(md.best_top1 ?? 0),
+  };
+}
+
+export function readRunConfig(dir: string): TrainConfig {
+  const p = join(dir, 'config.json');
+  if (!existsSync(p)) throw new TrainError(`${dir}: no config.json; is this a vitfold run directory?`);
+  return JSON.parse(readFileSync(p, 'utf8')) as TrainConfig;
+}
+
+/**
+ * Trains (or resumes) a run. `init` is the starting plain model (random when absent).
+ */
+export async function train(cfg: TrainConfig, runDir: string, opts: { resume?: boolean; init?: Model; events?: TrainEvents } = {}): Promise<TrainResult> {
+  validateJoinSchedule(cfg.join);
+  validateBranches(cfg.model, cfg.branches, 'train');
+  const ev = opts.events ?? {};
+  mkdirSync(runDir, { recursive: true });
+  const trainSet = limit(loadMnistLike(cfg.data.dir, 'train'), cfg.data.limitTrain);
+  const testSet = limit(loadMnistLike(cfg.data.dir, 't10k'), cfg.data.limitTest);
+  if (trainSet.size !== cfg.model.img_size || cfg.model.in_chans !== 1) {
+    throw new TrainError(`Fashion-MNIST images are 1 x ${trainSet.size} x ${trainSet.size}; the model expects ${cfg.model.in_chans} x ${cfg.model.img_size} x ${cfg.model.img_size}`);
+  }
+  const L = cfg.model.depth / cfg.branches;
+  const stepsPerEpoch = Math.floor(trainSet.count / cfg.batch); // drop the last partial batch
+  const totalSteps = stepsPerEpoch * cfg.epochs;
+  const lrSchedule = { peak: cfg.lr, min: cfg.minLr, warmup: Math.round(cfg.warmupEpochs * stepsPerEpoch), total: totalSteps };
+  const meta = modelMetadata(cfg, trainSet.classes);
+
+  let model: Model;
+  let state: ResumeState | null = null;
+  if (opts.resume) {
+    state = loadState(runDir);
+    model = loadModel(join(runDir, 'last.safetensors'));
+  } else {
+    writeFileAtomic(join(runDir, 'config.json'), new TextEncoder().encode(JSON.stringify(cfg, null, 2) + '\n'));
+    writeFileSync(join(runDir, 'log.jsonl'), '');
+    const base = opts.init ?? { config: cfg.model, structure: { kind: 'plain' as const }, params: initParams(cfg.model, cfg.seed), dtype: 'F32' as const, extraMetadata: {} };
+    model = cfg.join.mode === 'none' ? base : toBranched(base, cfg.branches, {}, 'train');
+  }
+  model = { ...model, extraMetadata: { ...model.extraMetadata, ...meta }, dtype: 'F32' };
+  const branched = model.structure.kind === 'branched';
+  const runner = new StepRunner(model, {
+    batch: cfg.batch,
+    threads: cfg.threads,
+    optim: { weightDecay: cfg.weightDecay, clipNorm: cfg.clipNorm },
+    dropPath: cfg.dropPath,
+    seed: cfg.seed + 2,
+  });
+  const dataRng = new Rng(cfg.seed + 1);
+  const augRng = new Rng(cfg.seed + 3);
+  let best = 0;
+  let startEpoch = 0;
+  if (state) {
+    runner.m = state.m;
+    runner.v = state.v;
+    runner.step = state.step;
+    dataRng.s.set(state.dataRng);
+    augRng.s.set(state.augRng);
+    runner.dropRng.s.set(state.dropRng);
+    best = state.best;
+    startEpoch = state.epoch;
+    ev.onMessage?.(`resuming ${runDir} after epoch ${startEpoch} (step ${state.step})`);
+  }
+  const log = (o: object) => appendFileSync(join(runDir, 'log.jsonl'), JSON.stringify(o) + '\n');
+  const S = cfg.model.img_size;
+  const per = cfg.model.in_chans * S * S;
+  const bufs = [new Float32Array(cfg.batch * per), new Float32Array(cfg.batch * per)];
+  const labelBufs = [new Array<number>(cfg.batch), new Array<number>(cfg.batch)];
+  const K = cfg.model.num_classes;
+  const targetsFor = (labels: number[]) => {
+    const t = new Float32Array(cfg.batch * K).fill(cfg.labelSmoothing / K);
+    labels.forEach((y, b) => (t[b * K + y] += 1 - cfg.labelSmoothing));
+    return { shape: [cfg.batch, K], data: t };
+  };
+  const epochs: EpochRecord[] = [];
+  const currentJoin = (step: number) => (branched ? joinCoefficients(cfg.join, L, step / totalSteps) : undefined);
+
+  for (let epoch = startEpoch; epoch < cfg.epochs; epoch++) {
+    const order = shuffled(trainSet.count, dataRng);
+    const t0 = performance.now();
+    let lossSum = 0;
+    let dataMs = 0;
+    let stepMs = 0;
+    // Batch 0 is built before the loop; batch s+1 is built while the engine runs step s.
+    let d0 = performance.now();
+    fillBatch(trainSet, order.subarray(0, cfg.batch), cfg, augRng, bufs[0], labelBufs[0]);
+    dataMs += performance.now() - d0;
+    for (let s = 0; s < stepsPerEpoch; s++) {
+      const cur = s % 2;
+      const globalStep = epoch * stepsPerEpoch + s;
+      const join_ = currentJoin(globalStep);
+      const lr = learningRate(lrSchedule, globalStep);
+      const ts = performance.now();
+      const pending = runner.run({ shape: [cfg.batch, cfg.model.in_chans, S, S], data: bufs[cur] }, targetsFor(labelBufs[cur]), lr, join_);
+      if (s + 1 < stepsPerEpoch) {
+        d0 = performance.now();
+        fillBatch(trainSet, order.subarray((s + 1) * cfg.batch, (s + 2) * cfg.batch), cfg, augRng, bufs[1 - cur], labelBufs[1 - cur]);
+        dataMs += performance.now() - d0;
+      }
+      const r = await pending;
+      stepMs += performance.now() - ts;
+      if (!Number.isFinite(r.loss)) {
+        log({ event: 'nan', epoch, step: globalStep, loss: String(r.loss) });
+        await runner.release();
+        const lastGood = join(runDir, 'last.safetensors');
+        throw new TrainError(
+          `loss is ${r.loss} at epoch ${epoch + 1}, step ${s + 1} (lr ${lr.toExponential(2)}); training stopped. ` +
+            (existsSync(lastGood) ? `The last good checkpoint is ${lastGood} (resume with --resume ${runDir}).` : 'No epoch had finished, so there is no checkpoint yet.') +
+            ' Try a lower --lr or --clip 1.',
+        );
+      }
+      lossSum += r.loss;
+      const imgPerSec = (cfg.batch * (s + 1) * 1000) / (performance.now() - t0);
+      if ((globalStep + 1) % cfg.logEvery === 0) log({ step: globalStep + 1, epoch: epoch + 1, loss: r.loss, lr, grad_norm: r.gradNorm, attn: join_?.attn, ffn: join_?.ffn, img_per_s: imgPerSec });
+      ev.onStep?.({ epoch, step: s + 1, stepsPerEpoch, loss: r.loss, lr, imgPerSec });
+      if (ev.shouldStop?.(globalStep + 1)) {
+        await runner.release();
+        return { runDir, epochs, stopped: 'interrupted' };
+      }
+    }
+    const seconds = (performance.now() - t0) / 1000;
+    const joinNow = currentJoin((epoch + 1) * stepsPerEpoch);
+    const current: Model = { ...runner.currentModel(), structure: branched ? { kind: 'branched', branches: cfg.branches, attn: joinNow!.attn, ffn: joinNow!.ffn } : { kind: 'plain' } };
+    const { top1 } = await evaluate(current, testSet, cfg);
+    const rec: EpochRecord = {
+      epoch: epoch + 1,
+      train_loss: lossSum / stepsPerEpoch,
+      top1,
+      attn: joinNow?.attn ?? [],
+      ffn: joinNow?.ffn ?? [],
+      seconds,
+      img_per_s: (stepsPerEpoch * cfg.batch) / seconds,
+      data_ms_per_step: dataMs / stepsPerEpoch,
+      step_ms: stepMs / stepsPerEpoch,
+    };
+    saveModel(join(runDir, 'last.safetensors'), current, 'F32');
+    if (top1 > best) {
+      best = top1;
+      saveModel(join(runDir, 'best.safetensors'), current, 'F32');
+    }
+    saveState(runDir, runner, epoch + 1, dataRng, augRng, best);
+    log({ event: 'epoch', ...rec });
+    epochs.push(rec);
+    ev.onEpoch?.(rec);
+  }
+  await runner.release();
+
+  // Fold at the end: the schedule ended with every coefficient at 1.
+  const last = loadModel(join(runDir, 'last.safetensors'));
+  if (last.structure.kind !== 'branched') return { runDir, epochs, stopped: 'done' };
+  const folded = fold(last, join(runDir, 'last.safetensors'));
+  const foldedPath = join(runDir, 'folded.safetensors');
+  saveModel(foldedPath, folded, 'F32');
+  // Verify in float64 on a few test images, then evaluate the folded model in the engine.
+  const nv = Math.min(4, testSet.count);
+  const xv = new Float32Array(nv * per);
+  fillBatch(testSet, Array.from({ length: nv }, (_, i) => i), cfg, null, xv, new Array(nv));
+  const xt = { shape: [nv, cfg.model.in_chans, S, S], data: Float64Array.from(xv) };
+  const verifyMaxRel = compareLogits(referenceForward(last, xt).data, referenceForward(folded, xt).data).maxRel;
+  const joinedEval = await evaluate(last, testSet, cfg);
+  const foldedEval = await evaluate(folded, testSet, cfg);
+  let agree = 0;
+  for (let i = 0; i < testSet.count; i++) if (joinedEval.predictions[i] === foldedEval.predictions[i]) agree++;
+  const agreement = agree / testSet.count;
+  log({ event: 'fold', path: foldedPath, verify_max_rel: verifyMaxRel, top1_joined: joinedEval.top1, top1_folded: foldedEval.top1, agreement });
+  return { runDir, epochs, folded: { path: foldedPath, top1: foldedEval.top1, verifyMaxRel, agreement }, stopped: 'done' };
+}
