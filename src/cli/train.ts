@@ -86,7 +86,7 @@ export function trainConfigFrom(o: TrainCliOptions): TrainConfig {
 export async function runTraining(cfg: TrainConfig, runDir: string, resume: boolean, init?: Model): Promise<TrainResult> {
   let bar = new Progress('epoch 1');
   let lastLoss = NaN;
-  console.log('epoch  train loss  top-1   attn join        ffn join         s/epoch  img/s  data ms/step');
+  console.log('epoch  train loss  top-1   top-5   attn join        ffn join         s/epoch  img/s  data ms/step');
   const fmtJoin = (v: number[]) => (v.length ? `[${v.map((c) => c.toFixed(2)).join(',')}]` : '-').padEnd(16);
   return train(cfg, runDir, {
     resume,
@@ -101,7 +101,7 @@ export async function runTraining(cfg: TrainConfig, runDir: string, resume: bool
         bar.done();
         bar = new Progress(`epoch ${e.epoch + 1}`);
         console.log(
-          `${String(e.epoch).padStart(5)}  ${e.train_loss.toFixed(4).padStart(10)}  ${(100 * e.top1).toFixed(2).padStart(5)}%  ${fmtJoin(e.attn)} ${fmtJoin(e.ffn)} ` +
+          `${String(e.epoch).padStart(5)}  ${e.train_loss.toFixed(4).padStart(10)}  ${(100 * e.top1).toFixed(2).padStart(5)}%  ${e.top5 === undefined ? '   -  ' : (100 * e.top5).toFixed(2).padStart(5) + '%'}  ${fmtJoin(e.attn)} ${fmtJoin(e.ffn)} ` +
             `${e.seconds.toFixed(1).padStart(7)}  ${e.img_per_s.toFixed(0).padStart(5)}  ${e.data_ms_per_step.toFixed(2).padStart(6)} (step ${e.step_ms.toFixed(0)} ms)`,
         );
       },
@@ -110,6 +110,7 @@ export async function runTraining(cfg: TrainConfig, runDir: string, resume: bool
 }
 
 function printFold(r: TrainResult): void {
+  console.log(`report   ${join(r.runDir, 'report.html')}`);
   if (!r.folded) return;
   console.log(`folded   ${r.folded.path}: top-1 ${(100 * r.folded.top1).toFixed(2)}%, predictions agree with the joined model on ${(100 * r.folded.agreement).toFixed(2)}% of test images`);
   console.log(`verify   float64 logits, joined vs folded (4 test images): max rel ${r.folded.verifyMaxRel.toExponential(2)}`);

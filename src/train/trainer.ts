@@ -8,6 +8,7 @@
 //   state.safetensors    AdamW moments, step, RNG states (with last.safetensors: exact resume)
 //   best.safetensors     model of the best epoch (top-1)
 //   folded.safetensors   the fold of the final, fully joined model
+//   report.html          charts of loss, top-1 and join coefficients (rewritten every epoch)
 // Every file is written atomically, so a kill never leaves a torn checkpoint.
 
 import { existsSync, mkdirSync, readFileSync, appendFileSync, writeFileSync } from 'node:fs';
@@ -28,6 +29,7 @@ import { loadMnistLike, type ImageSet } from '../data/idx.js';
 import { joinCoefficients, learningRate, validateJoinSchedule, type JoinSchedule } from './schedule.js';
 import { StepRunner } from './step-runner.js';
 import { decodeFloat } from '../core/safetensors.js';
+import { writeReport } from './report.js';
 
 export interface TrainConfig {
   model: ViTConfig;
@@ -64,7 +66,8 @@ export interface EpochRecord {
   epoch: number;
   train_loss: number;
   top1: number;
-  folded_top1?: number;
+  /** Only when there are more than 5 classes. */
+  top5?: number;
   attn: number[];
   ffn: number[];
   seconds: number;
@@ -132,12 +135,13 @@ function limit(set: ImageSet, n: number | undefined): ImageSet {
 }
 
 /** Top-1 accuracy and logits of a model on a set (engine, fp32). */
-export async function evaluate(model: Model, set: ImageSet, cfg: TrainConfig, batch = 500): Promise<{ top1: number; predictions: Uint8Array }> {
+export async function evaluate(model: Model, set: ImageSet, cfg: TrainConfig, batch = 500): Promise<{ top1: number; top5: number; predictions: Uint8Array }> {
   const predictor = await Predictor.create(model, { threads: cfg.threads });
   const S = set.size;
   const K = model.config.num_classes;
   const predictions = new Uint8Array(set.count);
   let correct = 0;
+  let correct5 = 0;
   try {
     for (let start = 0; start < set.count; start += batch) {
       const n = Math.min(batch, set.count - start);
@@ -150,12 +154,16 @@ export async function evaluate(model: Model, set: ImageSet, cfg: TrainConfig, ba
         for (let c = 1; c < K; c++) if (logits[b * K + c] > logits[b * K + best]) best = c;
         predictions[start + b] = best;
         if (best === labels[b]) correct++;
+        // Top-5: fewer than 5 classes score above the label.
+        let above = 0;
+        for (let c = 0; c < K; c++) if (logits[b * K + c] > logits[b * K + labels[b]]) above++;
+        if (above < 5) correct5++;
       }
     }
   } finally {
     await predictor.release();
   }
-  return { top1: correct / set.count, predictions };
+  return { top1: correct / set.count, top5: correct5 / set.count, predictions };
 }
 
 function modelMetadata(cfg: TrainConfig, classes: string[]): Record<string, string> {
@@ -332,11 +340,12 @@ export async function train(cfg: TrainConfig, runDir: string, opts: { resume?: b
     const seconds = (performance.now() - t0) / 1000;
     const joinNow = currentJoin((epoch + 1) * stepsPerEpoch);
     const current: Model = { ...runner.currentModel(), structure: branched ? { kind: 'branched', branches: cfg.branches, attn: joinNow!.attn, ffn: joinNow!.ffn } : { kind: 'plain' } };
-    const { top1 } = await evaluate(current, testSet, cfg);
+    const { top1, top5 } = await evaluate(current, testSet, cfg);
     const rec: EpochRecord = {
       epoch: epoch + 1,
       train_loss: lossSum / stepsPerEpoch,
       top1,
+      ...(cfg.model.num_classes > 5 ? { top5 } : {}),
       attn: joinNow?.attn ?? [],
       ffn: joinNow?.ffn ?? [],
       seconds,
@@ -351,6 +360,7 @@ export async function train(cfg: TrainConfig, runDir: string, opts: { resume?: b
     }
     saveState(runDir, runner, epoch + 1, dataRng, augRng, best);
     log({ event: 'epoch', ...rec });
+    writeReport(runDir);
     epochs.push(rec);
     ev.onEpoch?.(rec);
   }
@@ -374,5 +384,6 @@ export async function train(cfg: TrainConfig, runDir: string, opts: { resume?: b
   for (let i = 0; i < testSet.count; i++) if (joinedEval.predictions[i] === foldedEval.predictions[i]) agree++;
   const agreement = agree / testSet.count;
   log({ event: 'fold', path: foldedPath, verify_max_rel: verifyMaxRel, top1_joined: joinedEval.top1, top1_folded: foldedEval.top1, agreement });
+  writeReport(runDir);
   return { runDir, epochs, folded: { path: foldedPath, top1: foldedEval.top1, verifyMaxRel, agreement }, stopped: 'done' };
 }
