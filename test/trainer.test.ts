@@ -156,7 +156,7 @@ const stepLosses = (dir: string) =>
 test('an interrupted and resumed run gives the same losses as an uninterrupted one (1 thread)', async () => {
   const data = tmpDir();
   writeDataset(data, 160, 48, true);
-  const cfg = tinyConfig(data);
+  const cfg = tinyConfig(data, { emaDecay: 0.9 });
   const a = tmpDir();
   const full = await train(cfg, a);
   assert.equal(full.stopped, 'done');
@@ -178,6 +178,11 @@ test('an interrupted and resumed run gives the same losses as an uninterrupted o
   const wa = loadModel(join(a, 'last.safetensors'));
   const wb = loadModel(join(b, 'last.safetensors'));
   for (const [name, t] of wa.params) assert.deepEqual(wb.params.get(name)!.data, t.data, name);
+  // ...and the same EMA weights, which were restored from state.safetensors.
+  const ea = loadModel(join(a, 'ema.safetensors'));
+  const eb = loadModel(join(b, 'ema.safetensors'));
+  for (const [name, t] of ea.params) assert.deepEqual(eb.params.get(name)!.data, t.data, `ema ${name}`);
+  assert.ok(full.epochs.every((e) => e.ema_top1 !== undefined));
   // Fold at the end: exact in float64, same predictions as the joined model.
   assert.ok(full.folded && full.folded.verifyMaxRel < 1e-12, `verify ${full.folded?.verifyMaxRel}`);
   assert.ok(full.folded.agreement > 0.99, `agreement ${full.folded.agreement}`);

@@ -1,5 +1,6 @@
 // `vitfold train` and `vitfold demo`: option parsing and progress output around src/train/.
 
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { preset, PRESETS, type ViTConfig } from '../core/config.js';
@@ -8,9 +9,11 @@ import { paramCount } from '../core/params.js';
 import { randomInput } from '../core/verify.js';
 import { FASHION_MNIST_CLASSES } from '../data/idx.js';
 import { loadModel } from '../io.js';
+import { adaptModel } from '../core/adapt.js';
+import { defaultNormalization } from '../core/preprocess.js';
 import { Predictor } from '../model/engine.js';
 import { DEFAULT_JOIN_SCHEDULE, type JoinMode, type RampShape } from '../train/schedule.js';
-import { readRunConfig, train, type TrainConfig, type TrainResult } from '../train/trainer.js';
+import { readRunConfig, train, TrainError, type TrainConfig, type TrainResult } from '../train/trainer.js';
 import { Progress } from './progress.js';
 
 const num = (flag: string, check: (n: number) => boolean, what: string) => (v: string) => {
@@ -31,7 +34,7 @@ function progressPoint(text: string, epochs: number, flag: string): number {
 }
 
 export interface TrainCliOptions {
-  preset: string;
+  preset?: string;
   branches: number;
   epochs: number;
   batch: number;
@@ -48,17 +51,25 @@ export interface TrainCliOptions {
   joinEnd: string;
   cropPadding: number;
   flip: boolean;
+  mixup: number;
+  cutmix: number;
+  mixProb: number;
+  erase: number;
   data?: string;
+  dataset: 'fashion-mnist' | 'cifar10' | 'folder';
   limitTrain?: number;
   limitTest?: number;
   seed: number;
   threads?: number;
   out: string;
   init?: string;
+  ema?: number;
 }
 
 export function trainConfigFrom(o: TrainCliOptions): TrainConfig {
-  const model: ViTConfig = preset(o.preset);
+  const cifar = o.dataset === 'cifar10';
+  if (o.dataset === 'folder' && !o.preset && !o.init) throw new TrainError('--dataset folder needs --preset (e.g. deit-tiny) or --init CHECKPOINT to set the model shape');
+  const model: ViTConfig = preset(o.preset ?? (cifar ? 'vit-32' : o.dataset === 'folder' ? 'deit-tiny' : 'vit-28-p7'));
   return {
     model,
     branches: o.join === 'none' ? 1 : o.branches,
@@ -72,13 +83,19 @@ export function trainConfigFrom(o: TrainCliOptions): TrainConfig {
     clipNorm: o.clip ?? null,
     dropPath: o.dropPath,
     labelSmoothing: o.labelSmoothing,
-    augment: { cropPadding: o.cropPadding, hflip: o.flip },
-    data: { kind: 'fashion-mnist', dir: o.data, limitTrain: o.limitTrain, limitTest: o.limitTest },
-    // Fashion-MNIST training-set statistics.
-    normalization: { mean: [0.286], std: [0.353], crop_pct: 1 },
+    augment: { cropPadding: o.cropPadding, hflip: o.flip, mixup: o.mixup, cutmix: o.cutmix, mixProb: o.mixProb, erase: o.erase },
+    data: { kind: o.dataset, dir: o.data, limitTrain: o.limitTrain, limitTest: o.limitTest },
+    // Training-set statistics of each dataset.
+    normalization:
+      o.dataset === 'folder'
+        ? defaultNormalization(model)
+        : cifar
+          ? { mean: [0.4914, 0.4822, 0.4465], std: [0.247, 0.2435, 0.2616], crop_pct: 1 }
+          : { mean: [0.286], std: [0.353], crop_pct: 1 },
     seed: o.seed,
     threads: o.threads,
     logEvery: 20,
+    ...(o.ema ? { emaDecay: o.ema } : {}),
   };
 }
 
@@ -102,7 +119,9 @@ export async function runTraining(cfg: TrainConfig, runDir: string, resume: bool
         bar = new Progress(`epoch ${e.epoch + 1}`);
         console.log(
           `${String(e.epoch).padStart(5)}  ${e.train_loss.toFixed(4).padStart(10)}  ${(100 * e.top1).toFixed(2).padStart(5)}%  ${e.top5 === undefined ? '   -  ' : (100 * e.top5).toFixed(2).padStart(5) + '%'}  ${fmtJoin(e.attn)} ${fmtJoin(e.ffn)} ` +
-            `${e.seconds.toFixed(1).padStart(7)}  ${e.img_per_s.toFixed(0).padStart(5)}  ${e.data_ms_per_step.toFixed(2).padStart(6)} (step ${e.step_ms.toFixed(0)} ms)`,
+            `${e.seconds.toFixed(1).padStart(7)}  ${e.img_per_s.toFixed(0).padStart(5)}  ${e.data_ms_per_step.toFixed(2).padStart(6)} (step ${e.step_ms.toFixed(0)} ms)` +
+            (e.folded_top1 !== undefined ? `  folded ${(100 * e.folded_top1).toFixed(2)}%, agree ${(100 * e.folded_agreement!).toFixed(2)}%` : '') +
+            (e.ema_top1 !== undefined ? `  EMA ${(100 * e.ema_top1).toFixed(2)}%` : ''),
         );
       },
     },
@@ -130,11 +149,18 @@ async function latency(model: Model, runs = 30): Promise<number> {
   return ts.sort((a, b) => a - b)[Math.floor(runs / 2)];
 }
 
+function countClasses(root: string | undefined): number {
+  const dir = join(root ?? '.', 'train');
+  if (!existsSync(dir)) throw new TrainError(`--dataset folder: ${dir} does not exist (expected ROOT/train/<class>/*.jpg)`);
+  return readdirSync(dir).filter((d) => statSync(join(dir, d)).isDirectory()).length;
+}
+
 export function addTrainCommands(program: Command): void {
   program
     .command('train')
     .description('train a branched ViT on Fashion-MNIST while its branches are joined, then fold, verify and evaluate it')
-    .addOption(new Option('--preset <name>', 'model shape').choices(Object.keys(PRESETS)).default('vit-28-p7'))
+    .addOption(new Option('--dataset <name>', 'Fashion-MNIST IDX files, CIFAR-10 binary batches, or an image folder (ROOT/train/<class>/*.jpg, ROOT/val/...)').choices(['fashion-mnist', 'cifar10', 'folder']).default('fashion-mnist'))
+    .addOption(new Option('--preset <name>', 'model shape (default: vit-28-p7 for Fashion-MNIST, vit-32 for CIFAR-10)').choices(Object.keys(PRESETS)))
     .addOption(new Option('--branches <k>', 'branches per block (depth / k blocks)').argParser(posInt('--branches')).default(4))
     .addOption(new Option('--epochs <n>').argParser(posInt('--epochs')).default(5))
     .addOption(new Option('--batch <n>').argParser(posInt('--batch')).default(128))
@@ -151,13 +177,18 @@ export function addTrainCommands(program: Command): void {
     .option('--join-end <p>', 'end of the join window (every coefficient is 1 from here on)', '0.5')
     .addOption(new Option('--crop-padding <n>', 'random crop with zero padding (0: off)').argParser(num('--crop-padding', (n) => Number.isInteger(n) && n >= 0, 'an integer >= 0')).default(2))
     .option('--no-flip', 'no random horizontal flips')
-    .option('--data <dir>', 'Fashion-MNIST IDX files (default: Debian dataset-fashion-mnist)')
+    .addOption(new Option('--mixup <alpha>', 'mixup Beta alpha (DeiT: 0.8; 0: off)').argParser(nonNeg('--mixup')).default(0))
+    .addOption(new Option('--cutmix <alpha>', 'cutmix Beta alpha (DeiT: 1.0; 0: off)').argParser(nonNeg('--cutmix')).default(0))
+    .addOption(new Option('--mix-prob <p>', 'probability that a batch is mixed').argParser(num('--mix-prob', (n) => n >= 0 && n <= 1, 'in [0, 1]')).default(1))
+    .addOption(new Option('--erase <p>', 'random-erasing probability per image (DeiT: 0.25; 0: off)').argParser(frac('--erase')).default(0))
+    .option('--data <dir>', 'dataset folder (Fashion-MNIST default: Debian dataset-fashion-mnist)')
     .addOption(new Option('--limit-train <n>', 'use the first n training images').argParser(posInt('--limit-train')))
     .addOption(new Option('--limit-test <n>', 'use the first n test images').argParser(posInt('--limit-test')))
     .addOption(new Option('--seed <n>').argParser(num('--seed', (n) => Number.isInteger(n) && n >= 0, 'an integer >= 0')).default(0))
     .addOption(new Option('--threads <n>', 'engine threads').argParser(posInt('--threads')))
     .option('--out <dir>', 'run directory', 'runs/train')
-    .option('--init <checkpoint>', 'start from a plain deep checkpoint of the same shape instead of random weights')
+    .addOption(new Option('--ema <decay>', 'keep an exponential moving average of the weights (e.g. 0.999), evaluated separately').argParser(frac('--ema')))
+    .option('--init <checkpoint>', 'start from a plain deep checkpoint (e.g. timm safetensors): new head for a new class count, position embedding resized (bicubic), RGB/grey patch weights adapted')
     .option('--resume <dir>', 'continue an interrupted run from its last epoch checkpoint')
     .addHelpText(
       'after',
@@ -166,6 +197,8 @@ Examples:
   $ vitfold train --epochs 5 --out runs/fm-k4
   $ vitfold train --join sequential --join-end 3ep --epochs 6 --branches 3
   $ vitfold train --join none --out runs/deep-baseline
+  $ vitfold train --dataset cifar10 --data cifar-10-batches-bin --mixup 0.8 --cutmix 1 --erase 0.25
+  $ vitfold train --dataset folder --data pets/ --init deit_tiny_patch16_224.safetensors
   $ vitfold train --resume runs/fm-k4`,
     )
     .action(async (o: TrainCliOptions & { resume?: string }) => {
@@ -175,11 +208,21 @@ Examples:
         return;
       }
       const cfg = trainConfigFrom(o);
+      // An image folder's class count is its number of sub-folders of train/.
+      const folderClasses = o.dataset === 'folder' ? countClasses(o.data) : undefined;
+      if (folderClasses !== undefined) cfg.model.num_classes = folderClasses;
       let init: Model | undefined;
       if (o.init) {
-        init = loadModel(o.init);
-        if (init.structure.kind !== 'plain') throw new InvalidArgumentError(`--init ${o.init}: must be a plain (deep) checkpoint`);
-        cfg.model = init.config;
+        // The pretrained network with this dataset's image size, channels and classes (or --preset).
+        const notes: string[] = [];
+        const ckpt = loadModel(o.init, { notes });
+        notes.forEach((n) => console.error(`note: ${n}`));
+        const data =
+          o.dataset === 'cifar10' ? { img_size: 32, in_chans: 3, num_classes: 10 } : o.dataset === 'folder' ? { num_classes: folderClasses! } : { img_size: 28, in_chans: 1, num_classes: 10 };
+        const target = o.preset ? { ...preset(o.preset), ...(folderClasses !== undefined ? { num_classes: folderClasses } : {}) } : { ...ckpt.config, ...data };
+        init = adaptModel(ckpt, target, o.seed, o.init);
+        cfg.model = target;
+        cfg.normalization = o.dataset === 'folder' ? defaultNormalization(target) : cfg.normalization;
       }
       console.log(`model    ${describeConfig(cfg.model)}, ${paramCount(cfg.model).toLocaleString('en-US')} params; ${cfg.model.depth / cfg.branches} blocks x ${cfg.branches} branches`);
       printFold(await runTraining(cfg, o.out, false, init));
@@ -195,8 +238,8 @@ Examples:
     .addOption(new Option('--limit-test <n>').argParser(posInt('--limit-test')))
     .action(async (o: { out: string; epochs: number; data?: string; limitTrain?: number; limitTest?: number }) => {
       const cfg = trainConfigFrom({
-        preset: 'vit-28-p7', branches: 4, epochs: o.epochs, batch: 128, lr: 2e-3, minLr: 1e-5, warmupEpochs: 0.5, wd: 0.05, dropPath: 0, labelSmoothing: 0.1,
-        join: 'together', joinShape: 'cosine', joinStart: '0', joinEnd: '0.5', cropPadding: 2, flip: true, data: o.data, limitTrain: o.limitTrain, limitTest: o.limitTest, seed: 0, out: o.out,
+        preset: 'vit-28-p7', dataset: 'fashion-mnist', branches: 4, epochs: o.epochs, batch: 128, lr: 2e-3, minLr: 1e-5, warmupEpochs: 0.5, wd: 0.05, dropPath: 0, labelSmoothing: 0.1,
+        join: 'together', joinShape: 'cosine', joinStart: '0', joinEnd: '0.5', cropPadding: 2, flip: true, mixup: 0, cutmix: 0, mixProb: 1, erase: 0, data: o.data, limitTrain: o.limitTrain, limitTest: o.limitTest, seed: 0, out: o.out,
       });
       console.log(`demo     Fashion-MNIST (${FASHION_MNIST_CLASSES.length} classes), ${describeConfig(cfg.model)}`);
       console.log(`         12 layers as 3 blocks x 4 branches, joined (cosine) over the first half of ${o.epochs} epochs, then folded to 3 layers`);

@@ -350,14 +350,17 @@ export class Graph {
     return this.where(this.lessOrEqual(y, this.scalar(0.46875)), small, signed(this.where(this.lessOrEqual(y, this.scalar(4)), mid, safeLarge)));
   }
 
+  private compare(op: 'Less' | 'Greater' | 'LessOrEqual', a: Value, b: Value): Value {
+    return this.node1(op, [a, b], {}, 'bool', broadcastShapes(a.shape, b.shape, op));
+  }
   less(a: Value, b: Value): Value {
-    return this.node1('Less', [a, b], {}, 'bool', broadcastShapes(a.shape, b.shape, 'Less'));
+    return this.compare('Less', a, b);
   }
   greater(a: Value, b: Value): Value {
-    return this.node1('Greater', [a, b], {}, 'bool', broadcastShapes(a.shape, b.shape, 'Greater'));
+    return this.compare('Greater', a, b);
   }
   lessOrEqual(a: Value, b: Value): Value {
-    return this.node1('LessOrEqual', [a, b], {}, 'bool', broadcastShapes(a.shape, b.shape, 'LessOrEqual'));
+    return this.compare('LessOrEqual', a, b);
   }
 
   where(cond: Value, a: Value, b: Value): Value {

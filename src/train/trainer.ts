@@ -7,6 +7,7 @@
 //   last.safetensors     model at the end of the last epoch (structure = current join state)
 //   state.safetensors    AdamW moments, step, RNG states (with last.safetensors: exact resume)
 //   best.safetensors     model of the best epoch (top-1)
+//   ema.safetensors      EMA of the weights (with emaDecay), evaluated separately
 //   folded.safetensors   the fold of the final, fully joined model
 //   report.html          charts of loss, top-1 and join coefficients (rewritten every epoch)
 // Every file is written atomically, so a kill never leaves a torn checkpoint.
@@ -26,10 +27,14 @@ import { compareLogits } from '../core/verify.js';
 import { loadModel, readSafetensors, saveModel, writeFileAtomic, writeSafetensors } from '../io.js';
 import { Predictor } from '../model/engine.js';
 import { loadMnistLike, type ImageSet } from '../data/idx.js';
+import { loadCifar10 } from '../data/cifar.js';
+import { cropResize, loadImageFolder } from '../data/folder.js';
 import { joinCoefficients, learningRate, validateJoinSchedule, type JoinSchedule } from './schedule.js';
 import { StepRunner } from './step-runner.js';
 import { decodeFloat } from '../core/safetensors.js';
 import { writeReport } from './report.js';
+import { mixBatch, mixedTargets, randomErase } from '../data/augment.js';
+import { isFullyJoined } from '../core/model.js';
 
 export interface TrainConfig {
   model: ViTConfig;
@@ -45,13 +50,24 @@ export interface TrainConfig {
   clipNorm: number | null;
   dropPath: number;
   labelSmoothing: number;
-  augment: { cropPadding: number; hflip: boolean };
-  data: { kind: 'fashion-mnist'; dir?: string; limitTrain?: number; limitTest?: number };
+  augment: {
+    cropPadding: number;
+    hflip: boolean;
+    /** Beta alphas (0: off) and the probability that a batch is mixed. */
+    mixup?: number;
+    cutmix?: number;
+    mixProb?: number;
+    /** Random-erasing probability per image (0: off). */
+    erase?: number;
+  };
+  data: { kind: 'fashion-mnist' | 'cifar10' | 'folder'; dir?: string; limitTrain?: number; limitTest?: number };
   normalization: Normalization;
   seed: number;
   threads?: number;
   /** Steps between log lines. */
   logEvery: number;
+  /** EMA decay of the weights (e.g. 0.999; absent or 0: off), evaluated separately. */
+  emaDecay?: number;
 }
 
 export interface TrainEvents {
@@ -68,6 +84,11 @@ export interface EpochRecord {
   top1: number;
   /** Only when there are more than 5 classes. */
   top5?: number;
+  /** Top-1 of the EMA weights (with --ema). */
+  ema_top1?: number;
+  /** Once every coefficient is 1: the folded model's top-1 and its agreement with the joined one. */
+  folded_top1?: number;
+  folded_agreement?: number;
   attn: number[];
   ffn: number[];
   seconds: number;
@@ -89,9 +110,18 @@ export class TrainError extends Error {
 
 /** Fills x [B, C, S, S] (normalized, augmented) and labels for `idx` from the set. */
 function fillBatch(set: ImageSet, idx: ArrayLike<number>, cfg: TrainConfig, rng: Rng | null, x: Float32Array, labels: number[]): void {
-  const S = set.size;
+  const S = cfg.model.img_size;
   const C = set.channels;
   const { mean, std } = cfg.normalization;
+  if (set.size !== S) {
+    // Image folders: stored larger than the model input; random resized crop or centre crop.
+    const R = set.size;
+    for (let b = 0; b < idx.length; b++) {
+      labels[b] = set.labels[idx[b]];
+      cropResize(set.images, idx[b] * C * R * R, C, R, S, mean, std, rng, cfg.augment.hflip, x, b * C * S * S);
+    }
+    return;
+  }
   const pad = rng ? cfg.augment.cropPadding : 0;
   for (let b = 0; b < idx.length; b++) {
     const i = idx[b];
@@ -137,7 +167,7 @@ function limit(set: ImageSet, n: number | undefined): ImageSet {
 /** Top-1 accuracy and logits of a model on a set (engine, fp32). */
 export async function evaluate(model: Model, set: ImageSet, cfg: TrainConfig, batch = 500): Promise<{ top1: number; top5: number; predictions: Uint8Array }> {
   const predictor = await Predictor.create(model, { threads: cfg.threads });
-  const S = set.size;
+  const S = model.config.img_size; // not set.size: image folders are stored larger and centre-cropped
   const K = model.config.num_classes;
   const predictions = new Uint8Array(set.count);
   let correct = 0;
@@ -178,16 +208,19 @@ interface ResumeState {
   dropRng: Uint32Array;
   m: Float32Array;
   v: Float32Array;
+  ema: Float32Array | null;
   best: number;
 }
 
-function saveState(dir: string, runner: StepRunner, epoch: number, dataRng: Rng, augRng: Rng, best: number): void {
+function saveState(dir: string, runner: StepRunner, epoch: number, dataRng: Rng, augRng: Rng, best: number, ema: Float32Array | null): void {
   const P = runner.layout.total;
+  const tensors = new Map([
+    ['m', encodeFloat(runner.m, [P], 'F32')],
+    ['v', encodeFloat(runner.v, [P], 'F32')],
+  ]);
+  if (ema) tensors.set('ema', encodeFloat(ema, [P], 'F32'));
   writeSafetensors(join(dir, 'state.safetensors'), {
-    tensors: new Map([
-      ['m', encodeFloat(runner.m, [P], 'F32')],
-      ['v', encodeFloat(runner.v, [P], 'F32')],
-    ]),
+    tensors,
     metadata: {
       epoch: String(epoch),
       step: String(runner.step),
@@ -216,6 +249,7 @@ function loadState(dir: string): ResumeState {
     dropRng: rng('drop_rng'),
     m: Float32Array.from(decodeFloat(f.tensors.get('m')!, 'm')),
     v: Float32Array.from(decodeFloat(f.tensors.get('v')!, 'v')),
+    ema: f.tensors.has('ema') ? Float32Array.from(decodeFloat(f.tensors.get('ema')!, 'ema')) : null,
     best: Number(md.best_top1 ?? 0),
   };
 }
@@ -234,10 +268,29 @@ export async function train(cfg: TrainConfig, runDir: string, opts: { resume?: b
   validateBranches(cfg.model, cfg.branches, 'train');
   const ev = opts.events ?? {};
   mkdirSync(runDir, { recursive: true });
-  const trainSet = limit(loadMnistLike(cfg.data.dir, 'train'), cfg.data.limitTrain);
-  const testSet = limit(loadMnistLike(cfg.data.dir, 't10k'), cfg.data.limitTest);
-  if (trainSet.size !== cfg.model.img_size || cfg.model.in_chans !== 1) {
-    throw new TrainError(`Fashion-MNIST images are 1 x ${trainSet.size} x ${trainSet.size}; the model expects ${cfg.model.in_chans} x ${cfg.model.img_size} x ${cfg.model.img_size}`);
+  const kind = cfg.data.kind;
+  let trainSet: ImageSet;
+  let testSet: ImageSet;
+  if (kind === 'folder') {
+    if (!cfg.data.dir) throw new TrainError('an image-folder dataset needs --data ROOT (ROOT/train/<class>/*.jpg, ROOT/val/<class>/*.jpg)');
+    const stored = Math.round(cfg.model.img_size / cfg.normalization.crop_pct);
+    trainSet = await loadImageFolder(cfg.data.dir, 'train', stored, cfg.model.in_chans);
+    testSet = await loadImageFolder(cfg.data.dir, 'val', stored, cfg.model.in_chans, trainSet.classes);
+    ev.onMessage?.(`data     ${cfg.data.dir}: ${trainSet.count} training and ${testSet.count} validation images, ${trainSet.classes.length} classes`);
+  } else {
+    trainSet = kind === 'cifar10' ? loadCifar10(cfg.data.dir, 'train') : loadMnistLike(cfg.data.dir, 'train');
+    testSet = kind === 'cifar10' ? loadCifar10(cfg.data.dir, 'test') : loadMnistLike(cfg.data.dir, 't10k');
+    if (trainSet.size !== cfg.model.img_size || trainSet.channels !== cfg.model.in_chans) {
+      throw new TrainError(
+        `${kind === 'cifar10' ? 'CIFAR-10' : 'Fashion-MNIST'} images are ${trainSet.channels} x ${trainSet.size} x ${trainSet.size}; ` +
+          `the model expects ${cfg.model.in_chans} x ${cfg.model.img_size} x ${cfg.model.img_size} (choose a matching --preset)`,
+      );
+    }
+  }
+  trainSet = limit(trainSet, cfg.data.limitTrain);
+  testSet = limit(testSet, cfg.data.limitTest);
+  if (trainSet.classes.length !== cfg.model.num_classes) {
+    throw new TrainError(`the data has ${trainSet.classes.length} classes; the model has ${cfg.model.num_classes}`);
   }
   const L = cfg.model.depth / cfg.branches;
   const stepsPerEpoch = Math.floor(trainSet.count / cfg.batch); // drop the last partial batch
@@ -265,6 +318,8 @@ export async function train(cfg: TrainConfig, runDir: string, opts: { resume?: b
     dropPath: cfg.dropPath,
     seed: cfg.seed + 2,
   });
+  const emaDecay = cfg.emaDecay ?? 0;
+  let ema: Float32Array | null = emaDecay > 0 ? Float32Array.from(runner.params) : null;
   const dataRng = new Rng(cfg.seed + 1);
   const augRng = new Rng(cfg.seed + 3);
   let best = 0;
@@ -278,6 +333,10 @@ export async function train(cfg: TrainConfig, runDir: string, opts: { resume?: b
     runner.dropRng.s.set(state.dropRng);
     best = state.best;
     startEpoch = state.epoch;
+    if (emaDecay > 0) {
+      if (!state.ema) throw new TrainError(`${runDir}: the run uses EMA weights but state.safetensors has none`);
+      ema = state.ema;
+    }
     ev.onMessage?.(`resuming ${runDir} after epoch ${startEpoch} (step ${state.step})`);
   }
   const log = (o: object) => appendFileSync(join(runDir, 'log.jsonl'), JSON.stringify(o) + '\n');
@@ -286,11 +345,16 @@ export async function train(cfg: TrainConfig, runDir: string, opts: { resume?: b
   const bufs = [new Float32Array(cfg.batch * per), new Float32Array(cfg.batch * per)];
   const labelBufs = [new Array<number>(cfg.batch), new Array<number>(cfg.batch)];
   const K = cfg.model.num_classes;
-  const targetsFor = (labels: number[]) => {
-    const t = new Float32Array(cfg.batch * K).fill(cfg.labelSmoothing / K);
-    labels.forEach((y, b) => (t[b * K + y] += 1 - cfg.labelSmoothing));
-    return { shape: [cfg.batch, K], data: t };
+  const lams = [1, 1];
+  const mix = { mixup: cfg.augment.mixup ?? 0, cutmix: cfg.augment.cutmix ?? 0, prob: cfg.augment.mixProb ?? 1 };
+  /** Builds training batch `s` of the epoch into buffer `k`: crop/flip, erase, mixup/cutmix. */
+  const prepare = (order: Uint32Array, s: number, k: number) => {
+    fillBatch(trainSet, order.subarray(s * cfg.batch, (s + 1) * cfg.batch), cfg, augRng, bufs[k], labelBufs[k]);
+    const erase = cfg.augment.erase ?? 0;
+    if (erase > 0) for (let b = 0; b < cfg.batch; b++) randomErase(bufs[k], b * per, cfg.model.in_chans, S, erase, augRng);
+    lams[k] = mixBatch(bufs[k], cfg.batch, cfg.model.in_chans, S, mix, augRng);
   };
+  const targetsFor = (k: number) => ({ shape: [cfg.batch, K], data: mixedTargets(labelBufs[k], K, cfg.labelSmoothing, lams[k]) });
   const epochs: EpochRecord[] = [];
   const currentJoin = (step: number) => (branched ? joinCoefficients(cfg.join, L, step / totalSteps) : undefined);
 
@@ -302,7 +366,7 @@ export async function train(cfg: TrainConfig, runDir: string, opts: { resume?: b
     let stepMs = 0;
     // Batch 0 is built before the loop; batch s+1 is built while the engine runs step s.
     let d0 = performance.now();
-    fillBatch(trainSet, order.subarray(0, cfg.batch), cfg, augRng, bufs[0], labelBufs[0]);
+    prepare(order, 0, 0);
     dataMs += performance.now() - d0;
     for (let s = 0; s < stepsPerEpoch; s++) {
       const cur = s % 2;
@@ -310,10 +374,10 @@ export async function train(cfg: TrainConfig, runDir: string, opts: { resume?: b
       const join_ = currentJoin(globalStep);
       const lr = learningRate(lrSchedule, globalStep);
       const ts = performance.now();
-      const pending = runner.run({ shape: [cfg.batch, cfg.model.in_chans, S, S], data: bufs[cur] }, targetsFor(labelBufs[cur]), lr, join_);
+      const pending = runner.run({ shape: [cfg.batch, cfg.model.in_chans, S, S], data: bufs[cur] }, targetsFor(cur), lr, join_);
       if (s + 1 < stepsPerEpoch) {
         d0 = performance.now();
-        fillBatch(trainSet, order.subarray((s + 1) * cfg.batch, (s + 2) * cfg.batch), cfg, augRng, bufs[1 - cur], labelBufs[1 - cur]);
+        prepare(order, s + 1, 1 - cur);
         dataMs += performance.now() - d0;
       }
       const r = await pending;
@@ -329,6 +393,11 @@ export async function train(cfg: TrainConfig, runDir: string, opts: { resume?: b
         );
       }
       lossSum += r.loss;
+      if (ema) {
+        // ema <- d ema + (1 - d) params, over the flat buffer (~1 ms per million parameters).
+        const p = runner.params;
+        for (let i = 0; i < ema.length; i++) ema[i] = emaDecay * ema[i] + (1 - emaDecay) * p[i];
+      }
       const imgPerSec = (cfg.batch * (s + 1) * 1000) / (performance.now() - t0);
       if ((globalStep + 1) % cfg.logEvery === 0) log({ step: globalStep + 1, epoch: epoch + 1, loss: r.loss, lr, grad_norm: r.gradNorm, attn: join_?.attn, ffn: join_?.ffn, img_per_s: imgPerSec });
       ev.onStep?.({ epoch, step: s + 1, stepsPerEpoch, loss: r.loss, lr, imgPerSec });
@@ -340,12 +409,23 @@ export async function train(cfg: TrainConfig, runDir: string, opts: { resume?: b
     const seconds = (performance.now() - t0) / 1000;
     const joinNow = currentJoin((epoch + 1) * stepsPerEpoch);
     const current: Model = { ...runner.currentModel(), structure: branched ? { kind: 'branched', branches: cfg.branches, attn: joinNow!.attn, ffn: joinNow!.ffn } : { kind: 'plain' } };
-    const { top1, top5 } = await evaluate(current, testSet, cfg);
+    const { top1, top5, predictions } = await evaluate(current, testSet, cfg);
+    const emaTop1 = ema ? (await evaluate({ ...current, params: runner.layout.unpack(ema) }, testSet, cfg)).top1 : undefined;
+    // Once fully joined the fold is exact: evaluate it too; it must agree with the joined model.
+    let foldedRec: { folded_top1: number; folded_agreement: number } | null = null;
+    if (isFullyJoined(current.structure)) {
+      const fe = await evaluate(fold(current), testSet, cfg);
+      let agree = 0;
+      for (let i = 0; i < testSet.count; i++) if (fe.predictions[i] === predictions[i]) agree++;
+      foldedRec = { folded_top1: fe.top1, folded_agreement: agree / testSet.count };
+    }
     const rec: EpochRecord = {
       epoch: epoch + 1,
       train_loss: lossSum / stepsPerEpoch,
       top1,
       ...(cfg.model.num_classes > 5 ? { top5 } : {}),
+      ...(foldedRec ?? {}),
+      ...(emaTop1 !== undefined ? { ema_top1: emaTop1 } : {}),
       attn: joinNow?.attn ?? [],
       ffn: joinNow?.ffn ?? [],
       seconds,
@@ -358,7 +438,8 @@ export async function train(cfg: TrainConfig, runDir: string, opts: { resume?: b
       best = top1;
       saveModel(join(runDir, 'best.safetensors'), current, 'F32');
     }
-    saveState(runDir, runner, epoch + 1, dataRng, augRng, best);
+    saveState(runDir, runner, epoch + 1, dataRng, augRng, best, ema);
+    if (ema) saveModel(join(runDir, 'ema.safetensors'), { ...current, params: runner.layout.unpack(ema) }, 'F32');
     log({ event: 'epoch', ...rec });
     writeReport(runDir);
     epochs.push(rec);
