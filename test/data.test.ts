@@ -108,6 +108,7 @@ test('training on CIFAR-10 with mixup, cutmix and random erasing runs end to end
       model, branches: 2, join: { mode: 'together', shape: 'linear', start: 0, end: 0.5 }, epochs: 2, batch: 8, lr: 1e-3, minLr: 1e-5, warmupEpochs: 0, weightDecay: 0.05,
       clipNorm: 1, dropPath: 0, labelSmoothing: 0.1, augment: { cropPadding: 4, hflip: true, mixup: 0.8, cutmix: 1, mixProb: 1, erase: 0.25 },
       data: { kind: 'cifar10', dir }, normalization: { mean: [0.49, 0.48, 0.45], std: [0.25, 0.24, 0.26], crop_pct: 1 }, seed: 1, threads: 1, logEvery: 1,
+      trainFolded: false, // stay branched, to check the per-epoch evaluation of the fold
     },
     tmpDir(),
   );

@@ -192,6 +192,30 @@ test('an interrupted and resumed run gives the same losses as an uninterrupted o
   assert.equal(loadModel(full.folded.path).config.depth, 2);
 });
 
+test('training moves to the folded graph once joined; resume across the switch is exact', async () => {
+  const data = tmpDir();
+  writeDataset(data, 160, 48, false);
+  const cfg = tinyConfig(data, { dropPath: 0, epochs: 3, emaDecay: 0.9 }); // joined by the end of epoch 1.5 -> switch at epoch 2
+  const a = tmpDir();
+  const full = await train(cfg, a);
+  const log = readFileSync(join(a, 'log.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+  const sw = log.find((r) => r.event === 'switch');
+  assert.ok(sw && sw.epoch === 2, `switch record ${JSON.stringify(sw)}`);
+  assert.ok(sw.verifyMaxRel < 1e-12 && sw.agreement === 1);
+  assert.equal(loadModel(join(a, 'last.safetensors')).structure.kind, 'folded');
+  assert.deepEqual(loadModel(join(a, 'joined.safetensors')).structure, { kind: 'branched', branches: 2, attn: [1, 1], ffn: [1, 1] });
+  assert.equal(full.folded!.verifyMaxRel, sw.verifyMaxRel);
+  const b = tmpDir();
+  await train(cfg, b, { events: { shouldStop: (step) => step === 25 } }); // in epoch 3, after the switch
+  await train(cfg, b, { resume: true });
+  const la = stepLosses(a);
+  const lb = new Map(stepLosses(b).map(([s, l]) => [s, l])); // later entries (after resuming) win
+  for (const [s, l] of la) assert.equal(lb.get(s), l, `step ${s}`);
+  const wa = loadModel(join(a, 'folded.safetensors'));
+  const wb = loadModel(join(b, 'folded.safetensors'));
+  for (const [name, t] of wa.params) assert.deepEqual(wb.params.get(name)!.data, t.data, name);
+});
+
 test('the model learns while it is joined, and the fold keeps its accuracy', async () => {
   const data = tmpDir();
   writeDataset(data, 640, 160, false);

@@ -246,7 +246,9 @@ Examples:
       const r = await runTraining(cfg, o.out, false);
       printFold(r);
       if (r.folded) {
-        const deep = { ...loadModel(join(o.out, 'last.safetensors')), structure: { kind: 'plain' as const } };
+        // The 12-layer network (the joined model run as its 12 sequential layers) vs its fold.
+        const joinedPath = existsSync(join(o.out, 'joined.safetensors')) ? join(o.out, 'joined.safetensors') : join(o.out, 'last.safetensors');
+        const deep = { ...loadModel(joinedPath), structure: { kind: 'plain' as const } };
         const folded = loadModel(r.folded.path);
         const tDeep = await latency(deep);
         const tFold = await latency(folded);

@@ -76,15 +76,19 @@ export function reportHtml(config: Record<string, unknown>, records: LogRecord[]
   if (foldRec) acc.push({ name: 'folded top-1', color: COLORS[2], points: [[Math.max(...epochs.map((e) => e.epoch!)), 100 * (foldRec.top1_folded as number)]] });
   const blocks = steps.find((r) => r.attn)?.attn?.length ?? 0;
   const joinSeries: Series[] = [];
+  // Steps without coefficients come after the switch to the folded graph: every coefficient is 1.
   for (let b = 0; b < blocks; b++) {
-    joinSeries.push({ name: `attn a_${b}`, color: COLORS[b % COLORS.length], points: steps.map((r) => [toEpoch(r.step!), r.attn![b]]) });
-    joinSeries.push({ name: `ffn f_${b}`, color: COLORS[b % COLORS.length], dashed: true, points: steps.map((r) => [toEpoch(r.step!), r.ffn![b]]) });
+    joinSeries.push({ name: `attn a_${b}`, color: COLORS[b % COLORS.length], points: steps.map((r) => [toEpoch(r.step!), r.attn ? r.attn[b] : 1]) });
+    joinSeries.push({ name: `ffn f_${b}`, color: COLORS[b % COLORS.length], dashed: true, points: steps.map((r) => [toEpoch(r.step!), r.ffn ? r.ffn[b] : 1]) });
   }
   const rows = epochs
     .map((e) => `<tr><td>${e.epoch}</td><td>${(e.train_loss as number).toFixed(4)}</td><td>${(100 * e.top1!).toFixed(2)}%</td><td>${(e.seconds as number).toFixed(1)}</td><td>${(e.img_per_s as number).toFixed(0)}</td></tr>`)
     .join('\n');
+  const sw = records.find((r) => r.event === 'switch');
   const foldText = foldRec
-    ? `<p>Folded model: <code>${esc(String(foldRec.path))}</code>; top-1 ${(100 * (foldRec.top1_folded as number)).toFixed(2)}% (joined ${(100 * (foldRec.top1_joined as number)).toFixed(2)}%); predictions agree on ${(100 * (foldRec.agreement as number)).toFixed(2)}% of test images; float64 verify max relative logit error ${(foldRec.verify_max_rel as number).toExponential(2)}.</p>`
+    ? `<p>Folded model: <code>${esc(String(foldRec.path))}</code>; top-1 ${(100 * (foldRec.top1_folded as number)).toFixed(2)}%. ` +
+      (sw ? `Training moved to the folded graph at epoch ${sw.epoch} (joined top-1 then ${(100 * (foldRec.top1_joined as number)).toFixed(2)}%); at that point ` : `Joined model top-1 ${(100 * (foldRec.top1_joined as number)).toFixed(2)}%; `) +
+      `the fold's predictions agreed on ${(100 * (foldRec.agreement as number)).toFixed(2)}% of test images and its float64 max relative logit error was ${(foldRec.verify_max_rel as number).toExponential(2)}.</p>`
     : '<p>No fold yet (the run has not finished, or it trains the plain model).</p>';
   return `<!doctype html>
 <html><head><meta charset="utf-8"><title>vitfold run report</title>

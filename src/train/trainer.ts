@@ -8,7 +8,8 @@
 //   state.safetensors    AdamW moments, step, RNG states (with last.safetensors: exact resume)
 //   best.safetensors     model of the best epoch (top-1)
 //   ema.safetensors      EMA of the weights (with emaDecay), evaluated separately
-//   folded.safetensors   the fold of the final, fully joined model
+//   joined.safetensors   the fully joined model when training moved to the folded graph
+//   folded.safetensors   the final folded model
 //   report.html          charts of loss, top-1 and join coefficients (rewritten every epoch)
 // Every file is written atomically, so a kill never leaves a torn checkpoint.
 
@@ -68,6 +69,13 @@ export interface TrainConfig {
   logEvery: number;
   /** EMA decay of the weights (e.g. 0.999; absent or 0: off), evaluated separately. */
   emaDecay?: number;
+  /**
+   * Once every join coefficient is 1 (at an epoch boundary), continue on the folded graph: the
+   * same function, 21% faster per step (vit-28-p7, batch 128: 153 vs 194 ms). The folded
+   * parametrization has its own AdamW moments (they restart at 0, bias correction from t = 1).
+   * Default on; off with drop path, which drops single branches (not expressible after folding).
+   */
+  trainFolded?: boolean;
 }
 
 export interface TrainEvents {
@@ -210,9 +218,19 @@ interface ResumeState {
   v: Float32Array;
   ema: Float32Array | null;
   best: number;
+  switchInfo: SwitchInfo | null;
 }
 
-function saveState(dir: string, runner: StepRunner, epoch: number, dataRng: Rng, augRng: Rng, best: number, ema: Float32Array | null): void {
+/** The fold check made when training moved to the folded graph (or at the end). */
+interface SwitchInfo {
+  epoch: number;
+  verifyMaxRel: number;
+  agreement: number;
+  joinedTop1: number;
+  foldedTop1: number;
+}
+
+function saveState(dir: string, runner: StepRunner, epoch: number, dataRng: Rng, augRng: Rng, best: number, ema: Float32Array | null, switchInfo: SwitchInfo | null): void {
   const P = runner.layout.total;
   const tensors = new Map([
     ['m', encodeFloat(runner.m, [P], 'F32')],
@@ -228,6 +246,7 @@ function saveState(dir: string, runner: StepRunner, epoch: number, dataRng: Rng,
       aug_rng: JSON.stringify([...augRng.s]),
       drop_rng: JSON.stringify([...runner.dropRng.s]),
       best_top1: String(best),
+      ...(switchInfo ? { switch: JSON.stringify(switchInfo) } : {}),
     },
   });
 }
@@ -251,6 +270,7 @@ function loadState(dir: string): ResumeState {
     v: Float32Array.from(decodeFloat(f.tensors.get('v')!, 'v')),
     ema: f.tensors.has('ema') ? Float32Array.from(decodeFloat(f.tensors.get('ema')!, 'ema')) : null,
     best: Number(md.best_top1 ?? 0),
+    switchInfo: md.switch ? (JSON.parse(md.switch) as SwitchInfo) : null,
   };
 }
 
@@ -310,14 +330,17 @@ export async function train(cfg: TrainConfig, runDir: string, opts: { resume?: b
     model = cfg.join.mode === 'none' ? base : toBranched(base, cfg.branches, {}, 'train');
   }
   model = { ...model, extraMetadata: { ...model.extraMetadata, ...meta }, dtype: 'F32' };
-  const branched = model.structure.kind === 'branched';
-  const runner = new StepRunner(model, {
+  let phase: 'plain' | 'branched' | 'folded' = model.structure.kind;
+  const runnerOpts = {
     batch: cfg.batch,
     threads: cfg.threads,
     optim: { weightDecay: cfg.weightDecay, clipNorm: cfg.clipNorm },
     dropPath: cfg.dropPath,
     seed: cfg.seed + 2,
-  });
+  };
+  let runner = new StepRunner(model, runnerOpts);
+  const trainFolded = (cfg.trainFolded ?? true) && cfg.dropPath === 0;
+  let switchInfo: SwitchInfo | null = null;
   const emaDecay = cfg.emaDecay ?? 0;
   let ema: Float32Array | null = emaDecay > 0 ? Float32Array.from(runner.params) : null;
   const dataRng = new Rng(cfg.seed + 1);
@@ -333,6 +356,7 @@ export async function train(cfg: TrainConfig, runDir: string, opts: { resume?: b
     runner.dropRng.s.set(state.dropRng);
     best = state.best;
     startEpoch = state.epoch;
+    switchInfo = state.switchInfo;
     if (emaDecay > 0) {
       if (!state.ema) throw new TrainError(`${runDir}: the run uses EMA weights but state.safetensors has none`);
       ema = state.ema;
@@ -356,9 +380,43 @@ export async function train(cfg: TrainConfig, runDir: string, opts: { resume?: b
   };
   const targetsFor = (k: number) => ({ shape: [cfg.batch, K], data: mixedTargets(labelBufs[k], K, cfg.labelSmoothing, lams[k]) });
   const epochs: EpochRecord[] = [];
-  const currentJoin = (step: number) => (branched ? joinCoefficients(cfg.join, L, step / totalSteps) : undefined);
+  const currentJoin = (step: number) => (phase === 'branched' ? joinCoefficients(cfg.join, L, step / totalSteps) : undefined);
+
+  /** Folds a fully joined model, verifies the fold in float64 and compares test predictions. */
+  const foldAndCheck = async (joined: Model, epoch: number): Promise<{ folded: Model; info: SwitchInfo }> => {
+    const folded = fold(joined, 'the joined model');
+    const nv = Math.min(4, testSet.count);
+    const xv = new Float32Array(nv * per);
+    fillBatch(testSet, Array.from({ length: nv }, (_, i) => i), cfg, null, xv, new Array(nv));
+    const xt = { shape: [nv, cfg.model.in_chans, S, S], data: Float64Array.from(xv) };
+    const verifyMaxRel = compareLogits(referenceForward(joined, xt).data, referenceForward(folded, xt).data).maxRel;
+    const je = await evaluate(joined, testSet, cfg);
+    const fe = await evaluate(folded, testSet, cfg);
+    let agree = 0;
+    for (let i = 0; i < testSet.count; i++) if (je.predictions[i] === fe.predictions[i]) agree++;
+    return { folded, info: { epoch, verifyMaxRel, agreement: agree / testSet.count, joinedTop1: je.top1, foldedTop1: fe.top1 } };
+  };
 
   for (let epoch = startEpoch; epoch < cfg.epochs; epoch++) {
+    const j0 = currentJoin(epoch * stepsPerEpoch);
+    if (trainFolded && phase === 'branched' && j0 && j0.attn.every((c) => c === 1) && j0.ffn.every((c) => c === 1)) {
+      // Every coefficient is 1 from here on: continue on the (faster, equal) folded graph.
+      const joined: Model = { ...runner.currentModel(), structure: { kind: 'branched', branches: cfg.branches, attn: j0.attn, ffn: j0.ffn } };
+      saveModel(join(runDir, 'joined.safetensors'), joined, 'F32');
+      const { folded, info } = await foldAndCheck(joined, epoch);
+      switchInfo = info;
+      const next = new StepRunner(folded, runnerOpts);
+      next.dropRng.s.set(runner.dropRng.s);
+      if (ema) ema = next.layout.pack(fold({ ...joined, params: runner.layout.unpack(ema) }).params, 'float32') as Float32Array;
+      await runner.release();
+      runner = next;
+      phase = 'folded';
+      log({ event: 'switch', ...info });
+      ev.onMessage?.(
+        `epoch ${epoch + 1}: every join coefficient is 1; training continues on the folded ${folded.config.depth}-layer graph ` +
+          `(float64 verify ${info.verifyMaxRel.toExponential(2)}, test predictions agree ${(100 * info.agreement).toFixed(2)}%; fresh AdamW moments)`,
+      );
+    }
     const order = shuffled(trainSet.count, dataRng);
     const t0 = performance.now();
     let lossSum = 0;
@@ -408,12 +466,12 @@ export async function train(cfg: TrainConfig, runDir: string, opts: { resume?: b
     }
     const seconds = (performance.now() - t0) / 1000;
     const joinNow = currentJoin((epoch + 1) * stepsPerEpoch);
-    const current: Model = { ...runner.currentModel(), structure: branched ? { kind: 'branched', branches: cfg.branches, attn: joinNow!.attn, ffn: joinNow!.ffn } : { kind: 'plain' } };
+    const current: Model = phase === 'branched' ? { ...runner.currentModel(), structure: { kind: 'branched', branches: cfg.branches, attn: joinNow!.attn, ffn: joinNow!.ffn } } : runner.currentModel();
     const { top1, top5, predictions } = await evaluate(current, testSet, cfg);
     const emaTop1 = ema ? (await evaluate({ ...current, params: runner.layout.unpack(ema) }, testSet, cfg)).top1 : undefined;
     // Once fully joined the fold is exact: evaluate it too; it must agree with the joined model.
     let foldedRec: { folded_top1: number; folded_agreement: number } | null = null;
-    if (isFullyJoined(current.structure)) {
+    if (phase === 'branched' && isFullyJoined(current.structure)) {
       const fe = await evaluate(fold(current), testSet, cfg);
       let agree = 0;
       for (let i = 0; i < testSet.count; i++) if (fe.predictions[i] === predictions[i]) agree++;
@@ -438,7 +496,7 @@ export async function train(cfg: TrainConfig, runDir: string, opts: { resume?: b
       best = top1;
       saveModel(join(runDir, 'best.safetensors'), current, 'F32');
     }
-    saveState(runDir, runner, epoch + 1, dataRng, augRng, best, ema);
+    saveState(runDir, runner, epoch + 1, dataRng, augRng, best, ema, switchInfo);
     if (ema) saveModel(join(runDir, 'ema.safetensors'), { ...current, params: runner.layout.unpack(ema) }, 'F32');
     log({ event: 'epoch', ...rec });
     writeReport(runDir);
@@ -447,24 +505,25 @@ export async function train(cfg: TrainConfig, runDir: string, opts: { resume?: b
   }
   await runner.release();
 
-  // Fold at the end: the schedule ended with every coefficient at 1.
+  // The final folded model: trained on the folded graph since the switch, or folded now.
   const last = loadModel(join(runDir, 'last.safetensors'));
-  if (last.structure.kind !== 'branched') return { runDir, epochs, stopped: 'done' };
-  const folded = fold(last, join(runDir, 'last.safetensors'));
   const foldedPath = join(runDir, 'folded.safetensors');
-  saveModel(foldedPath, folded, 'F32');
-  // Verify in float64 on a few test images, then evaluate the folded model in the engine.
-  const nv = Math.min(4, testSet.count);
-  const xv = new Float32Array(nv * per);
-  fillBatch(testSet, Array.from({ length: nv }, (_, i) => i), cfg, null, xv, new Array(nv));
-  const xt = { shape: [nv, cfg.model.in_chans, S, S], data: Float64Array.from(xv) };
-  const verifyMaxRel = compareLogits(referenceForward(last, xt).data, referenceForward(folded, xt).data).maxRel;
-  const joinedEval = await evaluate(last, testSet, cfg);
-  const foldedEval = await evaluate(folded, testSet, cfg);
-  let agree = 0;
-  for (let i = 0; i < testSet.count; i++) if (joinedEval.predictions[i] === foldedEval.predictions[i]) agree++;
-  const agreement = agree / testSet.count;
-  log({ event: 'fold', path: foldedPath, verify_max_rel: verifyMaxRel, top1_joined: joinedEval.top1, top1_folded: foldedEval.top1, agreement });
+  let info: SwitchInfo;
+  let foldedTop1: number;
+  if (last.structure.kind === 'folded') {
+    if (!switchInfo) throw new TrainError(`${runDir}: the model is folded but the fold check was not recorded`);
+    info = switchInfo;
+    saveModel(foldedPath, last, 'F32');
+    foldedTop1 = epochs.length ? epochs[epochs.length - 1].top1 : (await evaluate(last, testSet, cfg)).top1;
+  } else if (last.structure.kind === 'branched') {
+    const r = await foldAndCheck(last, cfg.epochs);
+    info = r.info;
+    saveModel(foldedPath, r.folded, 'F32');
+    foldedTop1 = r.info.foldedTop1;
+  } else {
+    return { runDir, epochs, stopped: 'done' };
+  }
+  log({ event: 'fold', path: foldedPath, verify_max_rel: info.verifyMaxRel, top1_joined: info.joinedTop1, top1_folded: foldedTop1, agreement: info.agreement, folded_at_epoch: info.epoch });
   writeReport(runDir);
-  return { runDir, epochs, folded: { path: foldedPath, top1: foldedEval.top1, verifyMaxRel, agreement }, stopped: 'done' };
+  return { runDir, epochs, folded: { path: foldedPath, top1: foldedTop1, verifyMaxRel: info.verifyMaxRel, agreement: info.agreement }, stopped: 'done' };
 }
