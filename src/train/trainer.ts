@@ -397,6 +397,12 @@ export async function train(cfg: TrainConfig, runDir: string, opts: { resume?: b
     return { folded, info: { epoch, verifyMaxRel, agreement: agree / testSet.count, joinedTop1: je.top1, foldedTop1: fe.top1 } };
   };
 
+  if (!state) {
+    // The starting point: the deep model (every coefficient 0), e.g. a pretrained checkpoint.
+    const start = await evaluate(model, testSet, cfg);
+    log({ event: 'start', top1: start.top1, top5: start.top5 });
+    ev.onMessage?.(`start    deep model (every join coefficient 0): top-1 ${(100 * start.top1).toFixed(2)}%, top-5 ${(100 * start.top5).toFixed(2)}% on ${testSet.count} test images`);
+  }
   for (let epoch = startEpoch; epoch < cfg.epochs; epoch++) {
     const j0 = currentJoin(epoch * stepsPerEpoch);
     if (trainFolded && phase === 'branched' && j0 && j0.attn.every((c) => c === 1) && j0.ffn.every((c) => c === 1)) {
