@@ -64,6 +64,7 @@ export interface TrainCliOptions {
   out: string;
   init?: string;
   ema?: number;
+  trainFolded?: boolean;
 }
 
 export function trainConfigFrom(o: TrainCliOptions): TrainConfig {
@@ -96,6 +97,7 @@ export function trainConfigFrom(o: TrainCliOptions): TrainConfig {
     threads: o.threads,
     logEvery: 20,
     ...(o.ema ? { emaDecay: o.ema } : {}),
+    ...(o.trainFolded === false ? { trainFolded: false } : {}),
   };
 }
 
@@ -103,7 +105,7 @@ export function trainConfigFrom(o: TrainCliOptions): TrainConfig {
 export async function runTraining(cfg: TrainConfig, runDir: string, resume: boolean, init?: Model): Promise<TrainResult> {
   let bar = new Progress('epoch 1');
   let lastLoss = NaN;
-  console.log('epoch  train loss  top-1   top-5   attn join        ffn join         s/epoch  img/s  data ms/step');
+  let header = false;
   const fmtJoin = (v: number[]) => (v.length ? `[${v.map((c) => c.toFixed(2)).join(',')}]` : '-').padEnd(16);
   return train(cfg, runDir, {
     resume,
@@ -116,6 +118,10 @@ export async function runTraining(cfg: TrainConfig, runDir: string, resume: bool
       },
       onEpoch: (e) => {
         bar.done();
+        if (!header) {
+          console.log('epoch  train loss  top-1   top-5   attn join        ffn join         s/epoch  img/s  data ms/step');
+          header = true;
+        }
         bar = new Progress(`epoch ${e.epoch + 1}`);
         console.log(
           `${String(e.epoch).padStart(5)}  ${e.train_loss.toFixed(4).padStart(10)}  ${(100 * e.top1).toFixed(2).padStart(5)}%  ${e.top5 === undefined ? '   -  ' : (100 * e.top5).toFixed(2).padStart(5) + '%'}  ${fmtJoin(e.attn)} ${fmtJoin(e.ffn)} ` +
@@ -131,8 +137,9 @@ export async function runTraining(cfg: TrainConfig, runDir: string, resume: bool
 function printFold(r: TrainResult): void {
   console.log(`report   ${join(r.runDir, 'report.html')}`);
   if (!r.folded) return;
-  console.log(`folded   ${r.folded.path}: top-1 ${(100 * r.folded.top1).toFixed(2)}%, predictions agree with the joined model on ${(100 * r.folded.agreement).toFixed(2)}% of test images`);
-  console.log(`verify   float64 logits, joined vs folded (4 test images): max rel ${r.folded.verifyMaxRel.toExponential(2)}`);
+  const when = r.folded.atEpoch < r.epochs[r.epochs.length - 1]?.epoch ? `when folded after epoch ${r.folded.atEpoch}` : 'at the end';
+  console.log(`folded   ${r.folded.path}: top-1 ${(100 * r.folded.top1).toFixed(2)}%`);
+  console.log(`verify   ${when}: float64 logits joined vs folded (4 test images) max rel ${r.folded.verifyMaxRel.toExponential(2)}; test predictions agree ${(100 * r.folded.agreement).toFixed(2)}%`);
 }
 
 async function latency(model: Model, runs = 30): Promise<number> {
@@ -158,7 +165,7 @@ function countClasses(root: string | undefined): number {
 export function addTrainCommands(program: Command): void {
   program
     .command('train')
-    .description('train a branched ViT on Fashion-MNIST while its branches are joined, then fold, verify and evaluate it')
+    .description('train a branched ViT (Fashion-MNIST, CIFAR-10 or an image folder) while its branches are joined, then fold, verify and evaluate it')
     .addOption(new Option('--dataset <name>', 'Fashion-MNIST IDX files, CIFAR-10 binary batches, or an image folder (ROOT/train/<class>/*.jpg, ROOT/val/...)').choices(['fashion-mnist', 'cifar10', 'folder']).default('fashion-mnist'))
     .addOption(new Option('--preset <name>', 'model shape (default: vit-28-p7 for Fashion-MNIST, vit-32 for CIFAR-10)').choices(Object.keys(PRESETS)))
     .addOption(new Option('--branches <k>', 'branches per block (depth / k blocks)').argParser(posInt('--branches')).default(4))
@@ -189,6 +196,7 @@ export function addTrainCommands(program: Command): void {
     .option('--out <dir>', 'run directory', 'runs/train')
     .addOption(new Option('--ema <decay>', 'keep an exponential moving average of the weights (e.g. 0.999), evaluated separately').argParser(frac('--ema')))
     .option('--init <checkpoint>', 'start from a plain deep checkpoint (e.g. timm safetensors): new head for a new class count, position embedding resized (bicubic), RGB/grey patch weights adapted')
+    .option('--no-train-folded', 'stay on the branched graph after the join window (default: continue on the faster folded graph)')
     .option('--resume <dir>', 'continue an interrupted run from its last epoch checkpoint')
     .addHelpText(
       'after',

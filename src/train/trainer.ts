@@ -108,7 +108,8 @@ export interface EpochRecord {
 export interface TrainResult {
   runDir: string;
   epochs: EpochRecord[];
-  folded?: { path: string; top1: number; verifyMaxRel: number; agreement: number };
+  /** verifyMaxRel and agreement were measured when the model was folded (atEpoch: after that many epochs). */
+  folded?: { path: string; top1: number; verifyMaxRel: number; agreement: number; atEpoch: number };
   stopped: 'done' | 'interrupted' | 'nan';
 }
 
@@ -531,5 +532,5 @@ export async function train(cfg: TrainConfig, runDir: string, opts: { resume?: b
   }
   log({ event: 'fold', path: foldedPath, verify_max_rel: info.verifyMaxRel, top1_joined: info.joinedTop1, top1_folded: foldedTop1, agreement: info.agreement, folded_at_epoch: info.epoch });
   writeReport(runDir);
-  return { runDir, epochs, folded: { path: foldedPath, top1: foldedTop1, verifyMaxRel: info.verifyMaxRel, agreement: info.agreement }, stopped: 'done' };
+  return { runDir, epochs, folded: { path: foldedPath, top1: foldedTop1, verifyMaxRel: info.verifyMaxRel, agreement: info.agreement, atEpoch: info.epoch }, stopped: 'done' };
 }
