@@ -18,6 +18,7 @@ import { compareLogits, randomInput } from '../src/core/verify.js';
 import { toOnnxBytes } from '../src/graph/onnx.js';
 import { buildPredictGraph } from '../src/model/engine.js';
 import { Session } from '../src/runtime/ort.js';
+import { buildExportGraph } from '../src/deploy/export.js';
 import { saveModel } from '../src/io.js';
 
 const { values: a } = parseArgs({
@@ -57,6 +58,8 @@ if (probe.status === 0) {
 }
 candidates.push({ name: `vitfold graph, ${cfg.depth} layers`, session: await Session.create(toOnnxBytes(buildPredictGraph(deep).graph), { threads }) });
 candidates.push({ name: `vitfold graph, ${folded.config.depth}-layer fold (k=${k})`, session: await Session.create(toOnnxBytes(buildPredictGraph(folded).graph), { threads }) });
+candidates.push({ name: `vitfold export, ${cfg.depth} layers`, session: await Session.create(toOnnxBytes(buildExportGraph(deep)), { threads }) });
+candidates.push({ name: `vitfold export, ${folded.config.depth}-layer fold (k=${k})`, session: await Session.create(toOnnxBytes(buildExportGraph(folded)), { threads }) });
 
 // Same function: every deep graph gives the same logits (the fold is a different function).
 const outs = await Promise.all(candidates.map(async (c) => Float64Array.from((await c.session.run(feeds)).logits.data as Float32Array)));
@@ -77,5 +80,7 @@ candidates.forEach((c, i) => {
   const m = median(times[i]);
   console.log(`${c.name.padEnd(62)} ${m.toFixed(2).padStart(8)} ms  ${(base / m).toFixed(2)}x vs first row`);
 });
-if (candidates.length === 3) console.log(`logits, torch export vs vitfold deep graph: max rel ${compareLogits(outs[0], outs[1]).maxRel.toExponential(2)}`);
+if (candidates.length === 5) {
+  console.log(`logits, torch export vs vitfold deep graph: max rel ${compareLogits(outs[0], outs[1]).maxRel.toExponential(2)}; vs vitfold deep export: ${compareLogits(outs[0], outs[3]).maxRel.toExponential(2)}`);
+}
 for (const c of candidates) await c.session.release();

@@ -19,7 +19,8 @@ import { initParams, paramCount, type Tensor } from '../core/params.js';
 import { SafetensorsError, type FloatDType } from '../core/safetensors.js';
 import { checkFold, compareLogits, randomInput } from '../core/verify.js';
 import { referenceForward } from '../core/reference.js';
-import { loadModel, readFloatTensor, saveModel, writeFloatTensors } from '../io.js';
+import { loadModel, readFloatTensor, saveModel, writeFileAtomic, writeFloatTensors } from '../io.js';
+import { exportableModel, exportModel } from '../deploy/export.js';
 import { defaultNormalization, parseNormalization, softmaxRow, topK } from '../core/preprocess.js';
 import { Predictor } from '../model/engine.js';
 import { ImageError, loadImage } from '../data/image.js';
@@ -474,6 +475,32 @@ Examples:
         console.log(`${labels[b]}: ${top.join(', ')}`);
       }
       if (logits.shape[0] > shown) console.log(`... ${logits.shape[0] - shown} more (see --out)`);
+    });
+
+  program
+    .command('export')
+    .description('write an ONNX model tuned for onnxruntime (fp32) and validate it against the float64 reference')
+    .argument('<model>', 'plain or folded model .safetensors (a fully joined branched model is folded first)')
+    .requiredOption('--out <file>', 'output .onnx')
+    .addOption(new Option('--precision <p>', 'weight precision').choices(['fp32', 'fp16', 'int8']).default('fp32'))
+    .option('--no-cls-only', 'compute the full last layer (default: class token only, which is exact)')
+    .addOption(new Option('--tol <x>', 'max relative logit error of the validation').argParser(positiveNumber('--tol')).default(1e-4))
+    .addOption(new Option('--num-heads <n>', 'head count, for files without a config').argParser(positiveInt('--num-heads')))
+    .addHelpText('after', '\nExamples:\n  $ vitfold export runs/demo/folded.safetensors --out fmnist-3layer.onnx\n  $ vitfold export deit-tiny-3layer.safetensors --out deit-3layer.onnx')
+    .action(async (path: string, o: { out: string; precision: string; clsOnly: boolean; tol: number; numHeads?: number }) => {
+      if (o.precision !== 'fp32') throw new CliError(`--precision ${o.precision} is not implemented yet (fp32 only)`);
+      const notes: string[] = [];
+      const loaded = loadModel(path, { numHeads: o.numHeads, notes });
+      const { model, note } = exportableModel(loaded, path);
+      printNotes(note ? [...notes, note] : notes);
+      const t0 = performance.now();
+      const r = await exportModel(model, { clsOnly: o.clsOnly });
+      writeFileAtomic(o.out, r.bytes);
+      const ok = r.error.maxRel <= o.tol;
+      const c = model.config;
+      console.log(`wrote    ${o.out} (${(r.bytes.length / 2 ** 20).toFixed(1)} MiB, fp32, opset 18, batch symbolic): ${c.depth} layers, ${c.num_heads} heads x ${c.head_dim}, MLP ${c.mlp_hidden}${o.clsOnly ? ', last layer for the class token only' : ''}`);
+      console.log(`validate onnxruntime-node fp32 vs float64 reference (seeded input, batch 2): max abs ${fmtErr(r.error.maxAbs)}, max rel ${fmtErr(r.error.maxRel)} (tolerance ${o.tol})  ${ok ? 'OK' : 'FAILED'}  [${seconds(t0)}]`);
+      if (!ok) process.exitCode = EXIT_CHECK_FAILED;
     });
 
   addTrainCommands(program);
