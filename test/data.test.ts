@@ -174,6 +174,16 @@ test('image folders: decoded with sharp, random resized crops for training, cent
   cropResize(set.images, 0, 3, 18, 16, [0.5, 0.5, 0.5], [0.5, 0.5, 0.5], null, false, out, 0);
   assert.ok(out.subarray(0, 256).every((v) => Math.abs(v - (20 / 255 - 0.5) / 0.5) < 1e-6));
   await assert.rejects(loadImageFolder(join(root, 'nope'), 'train', 18, 3), /no 'train' folder/);
+  // A corrupted image names the file.
+  const broken = tmpDir();
+  mkdirSync(join(broken, 'train', 'a'), { recursive: true });
+  writeFileSync(join(broken, 'train', 'a', 'x.png'), 'not a png');
+  await assert.rejects(loadImageFolder(broken, 'train', 18, 3), /train\/a\/x.png: cannot decode image/);
+  // A validation class unknown to training is an error.
+  mkdirSync(join(root, 'val', 'green'), { recursive: true });
+  await assert.rejects(loadImageFolder(root, 'val', 18, 3, ['blue', 'red']), /classes green are not in the training classes/);
+  const { rmSync } = await import('node:fs');
+  rmSync(join(root, 'val', 'green'), { recursive: true });
   // Train a tiny model on it end to end (2 classes, 16 x 16).
   const model = { img_size: 16, patch_size: 8, in_chans: 3, num_classes: 2, embed_dim: 16, depth: 2, num_heads: 2, head_dim: 8, mlp_hidden: 32, eps: 1e-6 };
   const r = await train(
