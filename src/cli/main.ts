@@ -4,7 +4,8 @@
 
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
+import { nonNegativeInt, positiveInt, positiveNumber } from './args.js';
 import { ConfigError, PRESETS, preset, validateConfig, type ViTConfig } from '../core/config.js';
 import { fold, foldedConfig, unjoinedCoefficients } from '../core/fold.js';
 import { flopsPerImage, formatCount } from '../core/flops.js';
@@ -36,30 +37,6 @@ class CliError extends Error {
 /** Exit codes: 0 ok, 1 a check failed (verify above tolerance), 2 bad input or usage. */
 const EXIT_CHECK_FAILED = 1;
 const EXIT_BAD_INPUT = 2;
-
-function positiveInt(name: string) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${name} must be a positive integer (got '${v}')`);
-    return n;
-  };
-}
-
-function nonNegativeInt(name: string) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a non-negative integer (got '${v}')`);
-    return n;
-  };
-}
-
-function positiveNumber(name: string) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!(n > 0) || !Number.isFinite(n)) throw new InvalidArgumentError(`${name} must be a positive number (got '${v}')`);
-    return n;
-  };
-}
 
 const DTYPES: Record<string, FloatDType> = { f32: 'F32', f64: 'F64', f16: 'F16', bf16: 'BF16' };
 

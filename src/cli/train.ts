@@ -2,7 +2,8 @@
 
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
+import { fraction, nonNegativeNumber, numberArg, positiveInt } from './args.js';
 import { preset, PRESETS, type ViTConfig } from '../core/config.js';
 import { describeConfig, type Model } from '../core/model.js';
 import { paramCount } from '../core/params.js';
@@ -16,20 +17,11 @@ import { DEFAULT_JOIN_SCHEDULE, type JoinMode, type RampShape } from '../train/s
 import { readRunConfig, train, TrainError, type TrainConfig, type TrainResult } from '../train/trainer.js';
 import { Progress } from './progress.js';
 
-const num = (flag: string, check: (n: number) => boolean, what: string) => (v: string) => {
-  const n = Number(v);
-  if (!check(n)) throw new InvalidArgumentError(`${flag} must be ${what} (got '${v}')`);
-  return n;
-};
-const posInt = (f: string) => num(f, (n) => Number.isInteger(n) && n > 0, 'a positive integer');
-const nonNeg = (f: string) => num(f, (n) => n >= 0 && Number.isFinite(n), 'a number >= 0');
-const frac = (f: string) => num(f, (n) => n >= 0 && n < 1, 'a number in [0, 1)');
-
 /** "0.5" (fraction of training) or "3ep" (epochs) -> fraction. */
 function progressPoint(text: string, epochs: number, flag: string): number {
   const m = /^([0-9.]+)(ep)?$/.exec(text.trim());
   const v = m ? Number(m[1]) : NaN;
-  if (!m || !Number.isFinite(v)) throw new InvalidArgumentError(`${flag} takes a fraction of training (0.5) or epochs (3ep), got '${text}'`);
+  if (!m || !Number.isFinite(v)) throw new TrainError(`${flag} takes a fraction of training (0.5) or epochs (3ep), got '${text}'`);
   return m[2] ? v / epochs : v;
 }
 
@@ -168,33 +160,33 @@ export function addTrainCommands(program: Command): void {
     .description('train a branched ViT (Fashion-MNIST, CIFAR-10 or an image folder) while its branches are joined, then fold, verify and evaluate it')
     .addOption(new Option('--dataset <name>', 'Fashion-MNIST IDX files, CIFAR-10 binary batches, or an image folder (ROOT/train/<class>/*.jpg, ROOT/val/...)').choices(['fashion-mnist', 'cifar10', 'folder']).default('fashion-mnist'))
     .addOption(new Option('--preset <name>', 'model shape (default: vit-28-p7 for Fashion-MNIST, vit-32 for CIFAR-10)').choices(Object.keys(PRESETS)))
-    .addOption(new Option('--branches <k>', 'branches per block (depth / k blocks)').argParser(posInt('--branches')).default(4))
-    .addOption(new Option('--epochs <n>').argParser(posInt('--epochs')).default(5))
-    .addOption(new Option('--batch <n>').argParser(posInt('--batch')).default(128))
-    .addOption(new Option('--lr <x>', 'peak learning rate').argParser(nonNeg('--lr')).default(2e-3))
-    .addOption(new Option('--min-lr <x>', 'final learning rate (cosine)').argParser(nonNeg('--min-lr')).default(1e-5))
-    .addOption(new Option('--warmup-epochs <x>').argParser(nonNeg('--warmup-epochs')).default(0.5))
-    .addOption(new Option('--wd <x>', 'AdamW weight decay').argParser(nonNeg('--wd')).default(0.05))
-    .addOption(new Option('--clip <x>', 'clip the global gradient norm').argParser(nonNeg('--clip')))
-    .addOption(new Option('--drop-path <x>', 'stochastic depth rate of the last layer').argParser(frac('--drop-path')).default(0))
-    .addOption(new Option('--label-smoothing <x>').argParser(frac('--label-smoothing')).default(0.1))
+    .addOption(new Option('--branches <k>', 'branches per block (depth / k blocks)').argParser(positiveInt('--branches')).default(4))
+    .addOption(new Option('--epochs <n>').argParser(positiveInt('--epochs')).default(5))
+    .addOption(new Option('--batch <n>').argParser(positiveInt('--batch')).default(128))
+    .addOption(new Option('--lr <x>', 'peak learning rate').argParser(nonNegativeNumber('--lr')).default(2e-3))
+    .addOption(new Option('--min-lr <x>', 'final learning rate (cosine)').argParser(nonNegativeNumber('--min-lr')).default(1e-5))
+    .addOption(new Option('--warmup-epochs <x>').argParser(nonNegativeNumber('--warmup-epochs')).default(0.5))
+    .addOption(new Option('--wd <x>', 'AdamW weight decay').argParser(nonNegativeNumber('--wd')).default(0.05))
+    .addOption(new Option('--clip <x>', 'clip the global gradient norm').argParser(nonNegativeNumber('--clip')))
+    .addOption(new Option('--drop-path <x>', 'stochastic depth rate of the last layer').argParser(fraction('--drop-path')).default(0))
+    .addOption(new Option('--label-smoothing <x>').argParser(fraction('--label-smoothing')).default(0.1))
     .addOption(new Option('--join <mode>', 'join schedule: all blocks together, block by block, or none (the plain deep baseline)').choices(['together', 'sequential', 'none']).default(DEFAULT_JOIN_SCHEDULE.mode))
     .addOption(new Option('--join-shape <s>').choices(['linear', 'cosine']).default(DEFAULT_JOIN_SCHEDULE.shape))
     .option('--join-start <p>', 'start of the join window: fraction of training or epochs (2ep)', '0')
     .option('--join-end <p>', 'end of the join window (every coefficient is 1 from here on)', '0.5')
-    .addOption(new Option('--crop-padding <n>', 'random crop with zero padding (0: off)').argParser(num('--crop-padding', (n) => Number.isInteger(n) && n >= 0, 'an integer >= 0')).default(2))
+    .addOption(new Option('--crop-padding <n>', 'random crop with zero padding (0: off)').argParser(numberArg('--crop-padding', (n) => Number.isInteger(n) && n >= 0, 'an integer >= 0')).default(2))
     .option('--no-flip', 'no random horizontal flips')
-    .addOption(new Option('--mixup <alpha>', 'mixup Beta alpha (DeiT: 0.8; 0: off)').argParser(nonNeg('--mixup')).default(0))
-    .addOption(new Option('--cutmix <alpha>', 'cutmix Beta alpha (DeiT: 1.0; 0: off)').argParser(nonNeg('--cutmix')).default(0))
-    .addOption(new Option('--mix-prob <p>', 'probability that a batch is mixed').argParser(num('--mix-prob', (n) => n >= 0 && n <= 1, 'in [0, 1]')).default(1))
-    .addOption(new Option('--erase <p>', 'random-erasing probability per image (DeiT: 0.25; 0: off)').argParser(frac('--erase')).default(0))
+    .addOption(new Option('--mixup <alpha>', 'mixup Beta alpha (DeiT: 0.8; 0: off)').argParser(nonNegativeNumber('--mixup')).default(0))
+    .addOption(new Option('--cutmix <alpha>', 'cutmix Beta alpha (DeiT: 1.0; 0: off)').argParser(nonNegativeNumber('--cutmix')).default(0))
+    .addOption(new Option('--mix-prob <p>', 'probability that a batch is mixed').argParser(numberArg('--mix-prob', (n) => n >= 0 && n <= 1, 'in [0, 1]')).default(1))
+    .addOption(new Option('--erase <p>', 'random-erasing probability per image (DeiT: 0.25; 0: off)').argParser(fraction('--erase')).default(0))
     .option('--data <dir>', 'dataset folder (Fashion-MNIST default: Debian dataset-fashion-mnist)')
-    .addOption(new Option('--limit-train <n>', 'use the first n training images').argParser(posInt('--limit-train')))
-    .addOption(new Option('--limit-test <n>', 'use the first n test images').argParser(posInt('--limit-test')))
-    .addOption(new Option('--seed <n>').argParser(num('--seed', (n) => Number.isInteger(n) && n >= 0, 'an integer >= 0')).default(0))
-    .addOption(new Option('--threads <n>', 'engine threads').argParser(posInt('--threads')))
+    .addOption(new Option('--limit-train <n>', 'use the first n training images').argParser(positiveInt('--limit-train')))
+    .addOption(new Option('--limit-test <n>', 'use the first n test images').argParser(positiveInt('--limit-test')))
+    .addOption(new Option('--seed <n>').argParser(numberArg('--seed', (n) => Number.isInteger(n) && n >= 0, 'an integer >= 0')).default(0))
+    .addOption(new Option('--threads <n>', 'engine threads').argParser(positiveInt('--threads')))
     .option('--out <dir>', 'run directory', 'runs/train')
-    .addOption(new Option('--ema <decay>', 'keep an exponential moving average of the weights (e.g. 0.999), evaluated separately').argParser(frac('--ema')))
+    .addOption(new Option('--ema <decay>', 'keep an exponential moving average of the weights (e.g. 0.999), evaluated separately').argParser(fraction('--ema')))
     .option('--init <checkpoint>', 'start from a plain deep checkpoint (e.g. timm safetensors): new head for a new class count, position embedding resized (bicubic), RGB/grey patch weights adapted')
     .option('--no-train-folded', 'stay on the branched graph after the join window (default: continue on the faster folded graph)')
     .option('--resume <dir>', 'continue an interrupted run from its last epoch checkpoint')
@@ -240,10 +232,10 @@ Examples:
     .command('demo')
     .description('the built-in default: train a 12-layer ViT on Fashion-MNIST as 3 blocks x 4 branches, join, fold to 3 layers, verify, time')
     .option('--out <dir>', 'run directory', 'runs/demo')
-    .addOption(new Option('--epochs <n>').argParser(posInt('--epochs')).default(5))
+    .addOption(new Option('--epochs <n>').argParser(positiveInt('--epochs')).default(5))
     .option('--data <dir>', 'Fashion-MNIST IDX files (default: Debian dataset-fashion-mnist)')
-    .addOption(new Option('--limit-train <n>').argParser(posInt('--limit-train')))
-    .addOption(new Option('--limit-test <n>').argParser(posInt('--limit-test')))
+    .addOption(new Option('--limit-train <n>').argParser(positiveInt('--limit-train')))
+    .addOption(new Option('--limit-test <n>').argParser(positiveInt('--limit-test')))
     .action(async (o: { out: string; epochs: number; data?: string; limitTrain?: number; limitTest?: number }) => {
       const cfg = trainConfigFrom({
         preset: 'vit-28-p7', dataset: 'fashion-mnist', branches: 4, epochs: o.epochs, batch: 128, lr: 2e-3, minLr: 1e-5, warmupEpochs: 0.5, wd: 0.05, dropPath: 0, labelSmoothing: 0.1,

@@ -167,13 +167,14 @@ export class Predictor {
     return new Predictor(session, dtype, model.config, attn && ffn ? { attn, ffn } : undefined);
   }
 
-  /** x [B, C, S, S] -> logits [B, K] (float64 copies of the engine's output). */
-  async predict(x: Tensor): Promise<Tensor> {
+  /** x [B, C, S, S] -> logits [B, K] (float64 copies of the engine's output). Data already in the engine's dtype is not copied. */
+  async predict(x: { shape: number[]; data: Float32Array | Float64Array }): Promise<Tensor> {
     const { in_chans: C, img_size: S } = this.cfg;
     if (x.shape.length !== 4 || x.shape[1] !== C || x.shape[2] !== S || x.shape[3] !== S) {
       throw new Error(`input x has shape ${JSON.stringify(x.shape)}, expected [B, ${C}, ${S}, ${S}]`);
     }
-    const feeds: Record<string, { shape: number[]; data: Float32Array | Float64Array }> = { x: { shape: x.shape, data: floatArray(this.dtype, x.data) } };
+    const same = (this.dtype === 'float32') === x.data instanceof Float32Array;
+    const feeds: Record<string, { shape: number[]; data: Float32Array | Float64Array }> = { x: { shape: x.shape, data: same ? x.data : floatArray(this.dtype, x.data) } };
     if (this.join) {
       feeds.join_attn = { shape: [this.join.attn.length], data: floatArray(this.dtype, this.join.attn) };
       feeds.join_ffn = { shape: [this.join.ffn.length], data: floatArray(this.dtype, this.join.ffn) };

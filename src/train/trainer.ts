@@ -187,7 +187,7 @@ export async function evaluate(model: Model, set: ImageSet, cfg: TrainConfig, ba
       const x = new Float32Array(n * set.channels * S * S);
       const labels = new Array<number>(n);
       fillBatch(set, Array.from({ length: n }, (_, i) => start + i), cfg, null, x, labels);
-      const logits = (await predictor.predict({ shape: [n, set.channels, S, S], data: Float64Array.from(x) })).data;
+      const logits = (await predictor.predict({ shape: [n, set.channels, S, S], data: x })).data;
       for (let b = 0; b < n; b++) {
         let best = 0;
         for (let c = 1; c < K; c++) if (logits[b * K + c] > logits[b * K + best]) best = c;
