@@ -157,3 +157,23 @@ test('image preprocessing: resize, center crop, normalize (exact on a solid imag
   assert.equal(x.length, 28 * 28);
   for (const v of x) assert.ok(Math.abs(v - (51 / 255 - 0.5) / 0.25) < 1e-12, `${v}`);
 });
+
+test('export in each precision: writes the file, validates, reports; a bad opset is a usage error', () => {
+  const dir = tmpDir();
+  const model = join(GOLDEN, 'folded-k4.safetensors');
+  for (const precision of ['fp32', 'fp16', 'int8']) {
+    const out = join(dir, `m-${precision}.onnx`);
+    const r = vitfold('export', model, '--precision', precision, '--out', out);
+    assert.equal(r.code, 0, r.out + r.err);
+    assert.ok(existsSync(out));
+    assert.match(r.out, new RegExp(`wrote .*m-${precision}.onnx .*${precision}, opset 17, batch symbolic\\): 3 layers, 12 heads x 16`));
+    assert.match(r.out, new RegExp(`validate onnxruntime-node ${precision} vs float64 reference .* OK`));
+  }
+  // an impossible tolerance makes the validation fail with exit code 1
+  const strict = vitfold('export', model, '--precision', 'int8', '--tol', '1e-9', '--out', join(dir, 'strict.onnx'));
+  assert.equal(strict.code, 1);
+  assert.match(strict.out, /FAILED/);
+  const bad = vitfold('export', model, '--opset', '13', '--out', join(dir, 'x.onnx'));
+  assert.equal(bad.code, 1);
+  assert.match(bad.err, /option '--opset <n>' argument '13' is invalid. Allowed choices are 17, 18, 19, 20, 21/);
+});

@@ -1,8 +1,10 @@
-// vitfold export (fp32): logits of the exported graph against the golden fixtures and the
-// float64 reference; class-token-only last layer; symbolic batch; refusal of unjoined models.
+// vitfold export: logits of the exported graph (fp32, fp16, int8) against the golden fixtures
+// and the float64 reference; class-token-only last layer; symbolic batch; refusal of unjoined
+// models; the ONNX checker (Debian's python3-onnx) on every precision.
 
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { preset } from '../src/core/config.js';
@@ -10,11 +12,12 @@ import { fold } from '../src/core/fold.js';
 import { toBranched, type Model } from '../src/core/model.js';
 import { initParams } from '../src/core/params.js';
 import { compareLogits, randomInput } from '../src/core/verify.js';
-import { buildExportGraph, exportableModel, exportModel } from '../src/deploy/export.js';
+import { buildExportGraph, exportableModel, exportModel, quantizeRows, type Precision } from '../src/deploy/export.js';
+import { Rng } from '../src/core/rng.js';
 import { toOnnxBytes } from '../src/graph/onnx.js';
 import { loadModel, readFloatTensor } from '../src/io.js';
 import { Session } from '../src/runtime/ort.js';
-import { GOLDEN, randomModel, smallConfig } from './helpers.js';
+import { GOLDEN, randomModel, smallConfig, tmpDir } from './helpers.js';
 
 const expected = JSON.parse(readFileSync(join(GOLDEN, 'expected.json'), 'utf8')).cases as { model: string; logits: number[][] }[];
 const x = readFloatTensor(join(GOLDEN, 'input.safetensors'), 'x', 4);
@@ -62,4 +65,112 @@ test('symbolic batch; the class-token-only graph equals the full one; export ref
   const e = exportableModel(joined, 'j.safetensors');
   assert.equal(e.model.structure.kind, 'folded');
   assert.match(e.note!, /fully joined; exporting its fold \(2 layers\)/);
+});
+
+// Bounds on max |logit error| / max |logit| vs expected.json, over the golden models. Observed:
+// fp16 8.3e-4 to 1.4e-3 (11-bit significands), int8 1.7e-2 to 3.3e-2 (8-bit weights per channel
+// and activations per tensor).
+const REDUCED: { precision: Precision; bound: number }[] = [
+  { precision: 'fp16', bound: 5e-3 },
+  { precision: 'int8', bound: 6e-2 },
+];
+
+test('fp16 and int8 exports of the golden models stay close to expected.json', async () => {
+  for (const name of ['deep', 'folded-k2', 'folded-k3', 'folded-k4', 'folded-k6']) {
+    const model = loadModel(join(GOLDEN, `${name}.safetensors`));
+    const want = Float64Array.from(expected.find((c) => c.model === name)!.logits.flat());
+    const fp32 = compareLogits(want, await run(toOnnxBytes(buildExportGraph(model)), x)).maxRel;
+    for (const { precision, bound } of REDUCED) {
+      const err = compareLogits(want, await run(toOnnxBytes(buildExportGraph(model, { precision })), x)).maxRel;
+      assert.ok(err < bound, `${name} ${precision}: max rel ${err} >= ${bound}`);
+      assert.ok(err > 10 * fp32, `${name} ${precision}: error ${err} is not above fp32's ${fp32}: is the graph really ${precision}?`);
+    }
+  }
+});
+
+test('the int8 graph quantizes every transformer linear layer; fp16 stores half-size weights', () => {
+  const m = loadModel(join(GOLDEN, 'folded-k3.safetensors'));
+  const L = m.config.depth;
+  const int8 = buildExportGraph(m, { precision: 'int8' });
+  const count = (op: string) => int8.nodes.filter((n) => n.op === op).length;
+  // qkv, proj, fc1, fc2 per layer; the class-token-only last layer splits qkv into kv and q
+  assert.equal(count('MatMulInteger'), 4 * L + 1);
+  assert.equal(count('DynamicQuantizeLinear'), 4 * L + 1);
+  assert.ok(int8.initializers.filter((t) => t.dtype === 'int8').length === 4 * L + 1);
+  const fp32Bytes = toOnnxBytes(buildExportGraph(m)).length;
+  const fp16 = buildExportGraph(m, { precision: 'fp16' });
+  assert.ok(fp16.initializers.every((t) => t.dtype !== 'float32'), 'no float32 weights in the fp16 graph');
+  assert.ok(toOnnxBytes(fp16).length < 0.55 * fp32Bytes);
+  assert.deepEqual(fp16.inputs.map((v) => v.dtype), ['float32'], 'fp16 graphs take float32 input');
+  assert.deepEqual(fp16.outputs.map((v) => v.dtype), ['float32'], 'and give float32 logits');
+});
+
+test('quantizeRows: symmetric per-channel int8 within half a step of every weight', () => {
+  const rng = new Rng(5);
+  const out = 7;
+  const inp = 11;
+  const w = Float64Array.from({ length: out * inp }, (_, i) => rng.normal() * (1 + (i % out))); // channel ranges differ
+  for (const rows of [[0, 7], [2, 5]] as [number, number][]) {
+    const { q, scale } = quantizeRows(w, inp, rows);
+    const n = rows[1] - rows[0];
+    for (let c = 0; c < n; c++) {
+      let peak = 0;
+      for (let i = 0; i < inp; i++) {
+        const v = w[(rows[0] + c) * inp + i];
+        assert.ok(Math.abs(q[i * n + c] * scale[c] - v) <= scale[c] / 2 + 1e-12, `row ${rows[0] + c} col ${i}`);
+        peak = Math.max(peak, Math.abs(q[i * n + c]));
+      }
+      assert.equal(peak, 127, 'each channel uses the full range');
+    }
+  }
+});
+
+test('a fold exported at opset 20 uses the standard Gelu op and gives the same logits', async () => {
+  const m = loadModel(join(GOLDEN, 'folded-k2.safetensors'));
+  const g20 = buildExportGraph(m, { opset: 20 });
+  assert.ok(g20.nodes.some((n) => n.op === 'Gelu' && n.domain === ''));
+  assert.ok(buildExportGraph(m).nodes.some((n) => n.op === 'Gelu' && n.domain === 'com.microsoft'));
+  const a = await run(toOnnxBytes(g20), x);
+  const b = await run(toOnnxBytes(buildExportGraph(m)), x);
+  assert.ok(compareLogits(a, b).maxRel < 1e-6);
+  assert.throws(() => buildExportGraph(m, { opset: 16 }), /--opset 16: vitfold exports opsets 17, 18, 19, 20, 21/);
+});
+
+// The official ONNX checker (onnx.checker.check_model with full_check: schemas, topological
+// order, types and shape inference) from Debian's python3-onnx 1.12, which knows opsets <= 17,
+// vitfold's default export opset. CI installs it and sets VITFOLD_REQUIRE_ONNX_CHECKER=1.
+const CHECKER = `
+import onnx, sys
+for path in sys.argv[1:]:
+    try:
+        onnx.checker.check_model(onnx.load(path), full_check=True)
+        print("OK", path)
+    except Exception as e:
+        print("FAIL", path, str(e).splitlines()[0])
+`;
+const haveChecker = spawnSync('/usr/bin/python3', ['-c', 'import onnx'], { encoding: 'utf8' }).status === 0;
+const requireChecker = process.env.VITFOLD_REQUIRE_ONNX_CHECKER === '1';
+
+test('the ONNX checker accepts fp32, fp16 and int8 exports (and rejects a broken graph)', { skip: !haveChecker && !requireChecker ? 'python3-onnx not installed (apt-get install python3-onnx)' : false }, () => {
+  assert.ok(haveChecker, 'VITFOLD_REQUIRE_ONNX_CHECKER=1 but /usr/bin/python3 cannot import onnx (apt-get install python3-onnx)');
+  const dir = tmpDir();
+  const files: string[] = [];
+  const m = loadModel(join(GOLDEN, 'folded-k3.safetensors'));
+  for (const precision of ['fp32', 'fp16', 'int8'] as const) {
+    for (const clsOnly of [true, false]) {
+      const f = join(dir, `${precision}-${clsOnly}.onnx`);
+      writeFileSync(f, toOnnxBytes(buildExportGraph(m, { precision, clsOnly })));
+      files.push(f);
+    }
+  }
+  // A broken graph: the first node reads a value nobody defines.
+  const broken = buildExportGraph(m);
+  broken.nodes[0].inputs[0] = 'undefined_value';
+  const bad = join(dir, 'broken.onnx');
+  writeFileSync(bad, toOnnxBytes(broken));
+  const r = spawnSync('/usr/bin/python3', ['-c', CHECKER, ...files, bad], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  const lines = r.stdout.trim().split('\n');
+  assert.deepEqual(lines.slice(0, -1), files.map((f) => `OK ${f}`));
+  assert.match(lines.at(-1)!, /^FAIL .*broken.onnx .*undefined_value/);
 });

@@ -5,7 +5,11 @@
 //     LayerNormalization / Gelu / Softmax, symbolic batch dimension;
 //   - the attention scale 1/sqrt(hd) folded into the query rows of every qkv layer;
 //   - the last layer for the class token only (the head reads nothing else): keys and values of
-//     every token, queries, attention, projection and FFN of one token (exact).
+//     every token, queries, attention, projection and FFN of one token (exact);
+//   - precisions: fp32; fp16 (weights and activations float16, float32 input and logits);
+//     int8 (dynamic quantization of qkv/proj/fc1/fc2: weights int8 per output channel,
+//     symmetric, activations uint8 per tensor, quantized at run time by DynamicQuantizeLinear;
+//     ORT fuses the chain into one DynamicQuantizeMatMul per layer).
 
 import { numTokens } from '../core/config.js';
 import { fold, unjoinedCoefficients } from '../core/fold.js';
@@ -14,14 +18,31 @@ import { cloneParams } from '../core/params.js';
 import { referenceForward } from '../core/reference.js';
 import { compareLogits, randomInput, type LogitError } from '../core/verify.js';
 import { B, Graph } from '../graph/graph.js';
+import type { Params } from '../core/params.js';
 import { toOnnxBytes } from '../graph/onnx.js';
 import { initializerBinding } from '../model/engine.js';
-import { buildForward } from '../model/vit-graph.js';
+import { buildForward, type LinearEmitter } from '../model/vit-graph.js';
 import { Session } from '../runtime/ort.js';
+
+export const PRECISIONS = ['fp32', 'fp16', 'int8'] as const;
+export type Precision = (typeof PRECISIONS)[number];
+
+/** Opsets an export can target: LayerNormalization needs 17; from 20 GELU is a standard op. */
+export const EXPORT_OPSETS = [17, 18, 19, 20, 21] as const;
+export const DEFAULT_EXPORT_OPSET = 17;
+
+/**
+ * Default validation bounds on the max logit error relative to the largest reference logit.
+ * fp16 carries 11 significant bits; int8 rounds weights to 1/254 of each channel's range and
+ * activations to 1/255 of each tensor's (observed on a random DeiT-Tiny fold: 6.6e-4 and 2.7e-2).
+ */
+export const EXPORT_TOLERANCE: Record<Precision, number> = { fp32: 1e-4, fp16: 1e-2, int8: 0.1 };
 
 export interface ExportOptions {
   /** Class-token-only last layer (default true). */
   clsOnly?: boolean;
+  precision?: Precision;
+  opset?: number;
 }
 
 /** The model an export runs: plain or folded; a fully joined branched model is folded first. */
@@ -51,11 +72,59 @@ export function buildExportGraph(model: Model, opts: ExportOptions = {}): Graph 
     for (let r = 0; r < HD * cfg.embed_dim; r++) w[r] *= scale;
     for (let r = 0; r < HD; r++) b[r] *= scale;
   }
-  const g = new Graph('vitfold_export', { dtype: 'float32' });
-  const x = g.input('x', 'float32', [B, cfg.in_chans, cfg.img_size, cfg.img_size]);
-  const logits = buildForward(g, cfg, { kind: 'plain' }, initializerBinding(g, params), { x }, { clsOnlyLastLayer: opts.clsOnly ?? true, scaleInQuery: true });
-  g.output(logits, 'logits');
+  const precision = opts.precision ?? 'fp32';
+  const opset = opts.opset ?? DEFAULT_EXPORT_OPSET;
+  if (!(EXPORT_OPSETS as readonly number[]).includes(opset)) throw new ModelError(`--opset ${opset}: vitfold exports opsets ${EXPORT_OPSETS.join(', ')}`);
+  const fp16 = precision === 'fp16';
+  const g = new Graph('vitfold_export', { dtype: fp16 ? 'float16' : 'float32', opset });
+  const x = g.input('x', 'float32', [B, cfg.in_chans, cfg.img_size, cfg.img_size]); // [B, C, S, S]
+  const logits = buildForward(g, cfg, { kind: 'plain' }, initializerBinding(g, params), { x: fp16 ? g.cast(x, 'float16') : x }, {
+    clsOnlyLastLayer: opts.clsOnly ?? true,
+    scaleInQuery: true,
+    linear: precision === 'int8' ? int8Linear(g, params) : undefined,
+  });
+  g.output(fp16 ? g.cast(logits, 'float32') : logits, 'logits');
   return g;
+}
+
+/** Symmetric per-output-channel int8 weights: scale = max |w| / 127 over each row of [out, in]. */
+export function quantizeRows(w: Float64Array, inp: number, rows: [number, number]): { q: Int8Array; scale: Float32Array } {
+  const n = rows[1] - rows[0];
+  const q = new Int8Array(inp * n); // [in, n]: MatMulInteger's B operand
+  const scale = new Float32Array(n);
+  for (let c = 0; c < n; c++) {
+    const off = (rows[0] + c) * inp;
+    let m = 0;
+    for (let i = 0; i < inp; i++) m = Math.max(m, Math.abs(w[off + i]));
+    const s = m > 0 ? m / 127 : 1;
+    scale[c] = s;
+    for (let i = 0; i < inp; i++) q[i * n + c] = Math.round(w[off + i] / s);
+  }
+  return { q, scale };
+}
+
+/**
+ * y = x W^T + b with W int8: DynamicQuantizeLinear(x) -> MatMulInteger -> Cast -> Mul by
+ * (x scale * per-channel w scale) -> Add bias. Standard ONNX ops (any runtime), in the pattern
+ * ORT's MatMulIntegerToFloat / DynamicQuantizeMatMul fusions recognise.
+ */
+function int8Linear(g: Graph, params: Params): LinearEmitter {
+  return (x, { prefix, inp, rows }) =>
+    g.scope(prefix, () => {
+      const n = rows[1] - rows[0];
+      const { q, scale } = quantizeRows(params.get(prefix + '.weight')!.data, inp, rows);
+      const tag = rows[0] === 0 && rows[1] === params.get(prefix + '.bias')!.data.length ? '' : `[${rows[0]}:${rows[1]}]`;
+      const wq = g.initializer(g.uniqueName(`weight${tag}.int8`), 'int8', [inp, n], q); // [in, n]
+      const ws = g.initializer(g.uniqueName(`weight${tag}.scale`), 'float32', [n], scale); // [n]
+      const bias = g.initializer(g.uniqueName(`bias${tag}`), 'float32', [n], Float32Array.from(params.get(prefix + '.bias')!.data.subarray(rows[0], rows[1])));
+      const [xq, xs, xzp] = g.node('DynamicQuantizeLinear', [x], {}, [
+        { dtype: 'uint8', shape: x.shape },
+        { dtype: 'float32', shape: [] },
+        { dtype: 'uint8', shape: [] },
+      ]);
+      const acc = g.node('MatMulInteger', [xq, wq, xzp], {}, [{ dtype: 'int32', shape: [x.shape[0], n] }])[0]; // [R, n] int32
+      return g.add(g.mul(g.cast(acc, 'float32'), g.mul(xs, ws)), bias);
+    });
 }
 
 export interface ExportResult {
@@ -67,7 +136,7 @@ export interface ExportResult {
 
 /** Builds the export and validates it in onnxruntime-node against the float64 reference. */
 export async function exportModel(model: Model, opts: ExportOptions & { validateBatch?: number; threads?: number } = {}): Promise<ExportResult> {
-  const bytes = toOnnxBytes(buildExportGraph(model, opts), { docString: `vitfold export: ${model.structure.kind} ViT, depth ${model.config.depth}` });
+  const bytes = toOnnxBytes(buildExportGraph(model, opts), { docString: `vitfold export: ${model.structure.kind} ViT, depth ${model.config.depth}, ${opts.precision ?? 'fp32'}` });
   const session = await Session.create(bytes, { threads: opts.threads });
   try {
     const x = randomInput(model, opts.validateBatch ?? 2, 0);

@@ -7,7 +7,16 @@
 // Every op method infers its output shape and checks its inputs, so a wrong shape is an error
 // at build time naming the op and the value, not a runtime failure inside ONNX Runtime.
 
-export type ElemType = 'float32' | 'float64' | 'int64' | 'bool';
+import { toHalfArray } from '../core/half.js';
+
+/** Default opset 18: LayerNormalization (17), ReduceMean with axes as an input (18). */
+export const OPSET = 18;
+
+export type ElemType = 'float32' | 'float64' | 'float16' | 'int64' | 'int32' | 'int8' | 'uint8' | 'bool';
+export type FloatElem = 'float32' | 'float64' | 'float16';
+
+/** ONNX TensorProto.DataType codes. */
+export const ELEM_CODE: Record<ElemType, number> = { float32: 1, uint8: 2, int8: 3, int32: 6, int64: 7, bool: 9, float16: 10, float64: 11 };
 export type Dim = number | { b: number };
 export type Shape = Dim[];
 
@@ -33,7 +42,8 @@ export interface Initializer {
   name: string;
   dtype: ElemType;
   dims: number[];
-  data: Float32Array | Float64Array | BigInt64Array | Uint8Array;
+  /** float16 as Uint16Array bit patterns. */
+  data: Float32Array | Float64Array | BigInt64Array | Int32Array | Int8Array | Uint8Array | Uint16Array;
 }
 
 export function float(v: number): { float: number } {
@@ -112,7 +122,9 @@ export function broadcastShapes(a: Shape, b: Shape, what: string): Shape {
 
 export interface GraphOptions {
   /** Element type of activations, parameters and float constants. */
-  dtype: 'float32' | 'float64';
+  dtype: FloatElem;
+  /** ONNX opset the graph targets (default OPSET): from 20 on, GELU is the standard op. */
+  opset?: number;
   /** 'native': ONNX Erf/Gelu ops; 'rational': Cody's rational erf from primitive ops, for float64 (ORT has no float64 Erf kernel). */
   erf?: 'native' | 'rational';
   /**
@@ -127,7 +139,8 @@ export class Graph {
   readonly inputs: Value[] = [];
   readonly outputs: Value[] = [];
   readonly initializers: Initializer[] = [];
-  readonly dtype: 'float32' | 'float64';
+  readonly dtype: FloatElem;
+  readonly opset: number;
   readonly erfMode: 'native' | 'rational';
   readonly training: boolean;
   /** Producer node of each value (absent for inputs and initializers). */
@@ -144,6 +157,7 @@ export class Graph {
 
   constructor(readonly name: string, opts: GraphOptions) {
     this.dtype = opts.dtype;
+    this.opset = opts.opset ?? OPSET;
     this.erfMode = opts.erf ?? (opts.dtype === 'float64' ? 'rational' : 'native');
     this.training = opts.training ?? false;
   }
@@ -199,6 +213,7 @@ export class Graph {
     let data: Initializer['data'];
     if (dtype === 'float32') data = Float32Array.from(values);
     else if (dtype === 'float64') data = Float64Array.from(values);
+    else if (dtype === 'float16') data = toHalfArray(values);
     else if (dtype === 'int64') data = BigInt64Array.from(Array.from(values), (x) => BigInt(x));
     else data = Uint8Array.from(values);
     const v = this.initializer(this.uniqueName('const'), dtype, dims, data);
@@ -289,12 +304,13 @@ export class Graph {
   }
 
   /**
-   * Exact (erf) GELU, x Phi(x). Inference graphs: one fused op (com.microsoft Gelu). Training
+   * Exact (erf) GELU, x Phi(x). Inference graphs: one fused op (ONNX Gelu from opset 20, else
+   * com.microsoft Gelu). Training
    * graphs: Phi(x) = (1 + erf(x / sqrt 2)) / 2 is kept as a second output of the composite, so
    * the backward reuses it instead of evaluating erf again.
    */
   gelu(x: Value): Value {
-    if (this.erfMode === 'native' && !this.training) return this.node1('Gelu', [x], {}, x.dtype, x.shape, undefined, 'com.microsoft');
+    if (this.erfMode === 'native' && !this.training) return this.node1('Gelu', [x], {}, x.dtype, x.shape, undefined, this.opset >= 20 ? '' : 'com.microsoft');
     const t = this.mul(x, this.scalar(Math.SQRT1_2));
     const e = this.erfMode === 'native' ? this.unary('Erf', t) : this.rationalErf(t);
     const cdf = this.mul(this.add(e, this.scalar(1)), this.scalar(0.5));
@@ -369,8 +385,7 @@ export class Graph {
   }
 
   cast(x: Value, to: ElemType): Value {
-    const code = { float32: 1, float64: 11, int64: 7, bool: 9 }[to];
-    return this.node1('Cast', [x], { to: code }, to, x.shape);
+    return this.node1('Cast', [x], { to: ELEM_CODE[to] }, to, x.shape);
   }
 
   // ---- linear algebra -----------------------------------------------------------------------

@@ -2,16 +2,14 @@
 
 import { createRequire } from 'node:module';
 import type { onnx as OnnxNs } from 'onnx-proto';
-import type { AttrValue, Dim, ElemType, Graph, Value } from './graph.js';
+import { ELEM_CODE as ELEM, type AttrValue, type Dim, type Graph, type Value } from './graph.js';
 
 // onnx-proto is CommonJS; load it without relying on ESM interop details.
 const { onnx } = createRequire(import.meta.url)('onnx-proto') as { onnx: typeof OnnxNs };
 
-/** Opset 18: LayerNormalization (17), ReduceMean with axes as an input (18). */
-export const OPSET = 18;
+export { OPSET } from './graph.js';
 const IR_VERSION = 8;
 
-const ELEM: Record<ElemType, number> = { float32: 1, float64: 11, int64: 7, bool: 9 };
 
 function dimProto(d: Dim): OnnxNs.TensorShapeProto.IDimension {
   if (typeof d === 'number') return { dimValue: d };
@@ -43,7 +41,7 @@ export function toOnnxBytes(g: Graph, opts: SerializeOptions = {}): Uint8Array {
     producerName: 'vitfold',
     producerVersion: '0.1.0',
     docString: opts.docString ?? '',
-    opsetImport: [{ domain: '', version: OPSET }, ...(usesMs ? [{ domain: 'com.microsoft', version: 1 }] : [])],
+    opsetImport: [{ domain: '', version: g.opset }, ...(usesMs ? [{ domain: 'com.microsoft', version: 1 }] : [])],
     graph: {
       name: g.name,
       node: g.nodes.map((n) => ({

@@ -5,6 +5,7 @@
 //   'flat'          one input `params` [P] sliced in-graph (training and gradients: one copy
 //                   in, and the gradient leaves as one flat [P] output).
 
+import { toHalfArray } from '../core/half.js';
 import type { ViTConfig } from '../core/config.js';
 import type { Model } from '../core/model.js';
 import { paramSpecs, type Params, type Tensor } from '../core/params.js';
@@ -74,7 +75,7 @@ export function initializerBinding(g: Graph, params: Params): ParamBinding {
         for (let o = 0; o < O; o++) for (let i = 0; i < I; i++) src[i * O + o] = t.data[o * I + i];
         dims = [I, O];
       }
-      const data = g.dtype === 'float32' ? Float32Array.from(src) : Float64Array.from(src);
+      const data = g.dtype === 'float32' ? Float32Array.from(src) : g.dtype === 'float16' ? toHalfArray(src) : Float64Array.from(src);
       v = g.initializer(transposed ? `${name}.T` : name, g.dtype, dims, data);
       cache.set(key, v);
     }

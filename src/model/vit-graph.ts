@@ -40,7 +40,21 @@ export interface ForwardOptions {
   clsOnlyLastLayer?: boolean;
   /** Queries arrive pre-scaled by 1/sqrt(hd) (folded into the q rows of qkv by the binding). */
   scaleInQuery?: boolean;
+  /**
+   * Emits the transformer's linear layers (qkv, proj, fc1, fc2) of inference graphs, e.g. as
+   * int8 (deploy/export.ts). Patch embedding and head always use the float path.
+   */
+  linear?: LinearEmitter;
 }
+
+/** A linear layer x [R, in] -> [R, rows[1] - rows[0]]: rows [r0, r1) of timm's weight [out, in]. */
+export interface LinearSpec {
+  prefix: string;
+  out: number;
+  inp: number;
+  rows: [number, number];
+}
+export type LinearEmitter = (x: Value, spec: LinearSpec) => Value;
 
 export interface ForwardInputs {
   x: Value; // [B, C, S, S]
@@ -78,11 +92,21 @@ class VitBuilder {
    * bias) on the flat parameter slice. Inference graphs: MatMul with the weight baked as
    * [in, out] (pre-packed by ORT) and an Add.
    */
-  private linear(x: Value, prefix: string, out: number, inp: number): Value {
+  private linear(x: Value, prefix: string, out: number, inp: number, rows: [number, number] = [0, out], custom = true): Value {
     const g = this.g;
-    const b = this.p(prefix + '.bias', [out]);
-    if (g.training) return g.linear(x, this.p(prefix + '.weight', [out, inp]), b);
-    const wT = this.param(prefix + '.weight', [out, inp], true);
+    const whole = rows[0] === 0 && rows[1] === out;
+    if (g.training) {
+      if (!whole) throw new Error('row slices of linear layers are for inference graphs');
+      return g.linear(x, this.p(prefix + '.weight', [out, inp]), this.p(prefix + '.bias', [out]));
+    }
+    if (custom && this.opts.linear) return this.opts.linear(x, { prefix, out, inp, rows });
+    let wT = this.param(prefix + '.weight', [out, inp], true); // [in, out]
+    let b = this.p(prefix + '.bias', [out]);
+    if (!whole) {
+      // constant slices: ORT folds them at load time
+      wT = g.slice(wT, 1, rows[0], rows[1]);
+      b = g.slice(b, 0, rows[0], rows[1]);
+    }
     return g.add(g.matmul(x, wT), b); // ORT fuses this into a Gemm on the pre-packed weight
   }
 
@@ -171,16 +195,13 @@ class VitBuilder {
     const pre = `blocks.${i}.`;
     return g.scope(`blocks.${i}.cls_only`, () => {
       const h = g.layerNorm(z, this.p(pre + 'norm1.weight', [D]), this.p(pre + 'norm1.bias', [D]), eps).y; // [B*T, D]
-      const wT = this.param(pre + 'attn.qkv.weight', [3 * H * hd, D], true); // [D, 3*H*hd]
-      const bqkv = this.p(pre + 'attn.qkv.bias', [3 * H * hd]);
-      const [wq, wkv] = g.split(wT, 1, [H * hd, 2 * H * hd]);
-      const [bq, bkv] = g.split(bqkv, 0, [H * hd, 2 * H * hd]);
-      const kv = g.add(g.matmul(h, wkv), bkv); // [B*T, 2*H*hd]
+      const HD = H * hd;
+      const kv = this.linear(h, pre + 'attn.qkv', 3 * HD, D, [HD, 3 * HD]); // [B*T, 2*H*hd]
       const heads = g.transpose(g.reshape(kv, [this.batch, T, 2, H, hd]), [2, 0, 3, 1, 4]); // [2, B, H, T, hd]
       const [k, v] = g.split(heads, 0, [1, 1]).map((t) => g.reshape(t, [this.batch, H, T, hd]));
       const zCls = g.gather(g.reshape(z, [this.batch, T, D]), 0, 1); // [B, D]
       const hCls = g.gather(g.reshape(h, [this.batch, T, D]), 0, 1); // [B, D]
-      let q = g.reshape(g.add(g.matmul(hCls, wq), bq), [this.batch, H, 1, hd]); // [B, H, 1, hd]
+      let q = g.reshape(this.linear(hCls, pre + 'attn.qkv', 3 * HD, D, [0, HD]), [this.batch, H, 1, hd]); // [B, H, 1, hd]
       if (!this.opts.scaleInQuery) q = g.mul(q, g.scalar(1 / Math.sqrt(hd)));
       const att = g.matmul(g.softmax(g.matmul(q, g.transpose(k, [0, 1, 3, 2])), -1), v); // [B, H, 1, hd]
       let r = g.add(zCls, this.linear(g.reshape(att, [this.batch, H * hd]), pre + 'attn.proj', D, H * hd)); // [B, D]
@@ -207,7 +228,7 @@ class VitBuilder {
     const { embed_dim: D, num_classes: K, eps } = this.cfg;
     const cls = clsOnly ? z : g.gather(g.reshape(z, [this.batch, this.T, D]), 0, 1); // [B, D]
     const h = g.layerNorm(cls, this.p('norm.weight', [D]), this.p('norm.bias', [D]), eps).y;
-    return this.linear(h, 'head', K, D);
+    return this.linear(h, 'head', K, D, [0, K], false);
   }
 
   /** One block of SPEC section 2 in the given phase; x [B*T, D] is the block input. */
