@@ -15,3 +15,19 @@ export const nonNegativeInt = (flag: string) => numberArg(flag, (n) => Number.is
 export const positiveNumber = (flag: string) => numberArg(flag, (n) => n > 0 && Number.isFinite(n), 'a positive number');
 export const nonNegativeNumber = (flag: string) => numberArg(flag, (n) => n >= 0 && Number.isFinite(n), 'a number >= 0');
 export const fraction = (flag: string) => numberArg(flag, (n) => n >= 0 && n < 1, 'a number in [0, 1)');
+
+/** A comma-separated list of positive integers, e.g. --depths 12,6,4,3. */
+export const positiveIntList = (flag: string) => (v: string): number[] => {
+  const xs = v.split(',').map((s) => s.trim());
+  const ns = xs.map(Number);
+  if (!xs.length || ns.some((n, i) => xs[i] === '' || !Number.isInteger(n) || n <= 0)) throw new InvalidArgumentError(`${flag} must be comma-separated positive integers (got '${v}')`);
+  return [...new Set(ns)];
+};
+
+/** A comma-separated list of choices, e.g. --precision fp32,int8. */
+export const choiceList = <T extends string>(flag: string, choices: readonly T[]) => (v: string): T[] => {
+  const xs = v.split(',').map((s) => s.trim());
+  const bad = xs.filter((x) => !(choices as readonly string[]).includes(x));
+  if (!xs.length || bad.length) throw new InvalidArgumentError(`${flag}: ${bad.map((b) => `'${b}'`).join(', ') || 'empty list'} not one of ${choices.join(', ')}`);
+  return [...new Set(xs)] as T[];
+};

@@ -27,6 +27,7 @@ import { Predictor } from '../model/engine.js';
 import { ImageError, loadImage } from '../data/image.js';
 import { Progress } from './progress.js';
 import { addTrainCommands } from './train.js';
+import { addBenchCommand } from './bench.js';
 import { DataError } from '../data/idx.js';
 import { TrainError } from '../train/trainer.js';
 
@@ -486,6 +487,7 @@ Examples:
     });
 
   addTrainCommands(program);
+  addBenchCommand(program);
 
   return program;
 }

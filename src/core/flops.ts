@@ -36,3 +36,24 @@ export function formatCount(n: number): string {
   if (n >= 1e3) return `${(n / 1e3).toFixed(1)} k`;
   return `${n}`;
 }
+
+/**
+ * FLOPs per image of an exported inference graph: with `clsOnlyLastLayer`, the last layer
+ * computes keys and values for every token but queries, attention, projection and FFN for the
+ * class token only (deploy/export.ts).
+ */
+export function exportFlopsPerImage(cfg: ViTConfig, clsOnlyLastLayer = true): number {
+  const full = flopsPerImage(cfg).total;
+  if (!clsOnlyLastLayer) return full;
+  const T = numTokens(cfg);
+  const D = cfg.embed_dim;
+  const HD = cfg.num_heads * cfg.head_dim;
+  const lastFull = flopsPerImage({ ...cfg, depth: 1 });
+  const lastClsOnly =
+    2 * T * D * 2 * HD + // keys and values of every token
+    2 * D * HD + // one query
+    2 * 2 * cfg.num_heads * T * cfg.head_dim + // its scores and weighted sum
+    2 * HD * D + // proj
+    2 * 2 * D * cfg.mlp_hidden; // FFN
+  return full - (lastFull.attention + lastFull.mlp) + lastClsOnly;
+}

@@ -1,0 +1,346 @@
+// `vitfold bench` (issue 5): latency, throughput and peak memory of a deep ViT's exports and of
+// its folds, at several precisions, batches and thread counts, against the baselines users run
+// today, measured in the same run:
+//   - ORT (onnxruntime-node) running a torch.onnx.export of the deep model (bench/peers);
+//   - PyTorch eager (bench/peers), in its own process;
+//   - the machine's fp32 matmul peak: one large constant-weight MatMul in ORT, timed in the
+//     same interleaved rounds, so "fraction of peak" compares like with like.
+// Every node-runtime candidate is timed in interleaved rounds (this VM's speed drifts by ~15%
+// over minutes) with sessions that do not spin-wait against each other. Peak memory is each
+// model's own process (bench-memory.ts), not this one's.
+
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { ViTConfig } from '../core/config.js';
+import { exportFlopsPerImage } from '../core/flops.js';
+import { fold } from '../core/fold.js';
+import { toBranched, type Model } from '../core/model.js';
+import { buildExportGraph, type Precision } from './export.js';
+import { Graph } from '../graph/graph.js';
+import { toOnnxBytes } from '../graph/onnx.js';
+import { saveModel } from '../io.js';
+import { Session } from '../runtime/ort.js';
+
+export type BenchRuntime = 'node' | 'web';
+
+export interface BenchOptions {
+  /** The deep plain model (random weights unless the user gave a file). */
+  deep: Model;
+  depths: number[];
+  batches: number[];
+  threads: number[];
+  precisions: Precision[];
+  runtimes: BenchRuntime[];
+  /** Timed runs per round and interleaved rounds per candidate. */
+  runs: number;
+  rounds: number;
+  warmup: number;
+  peers: boolean;
+  memory: boolean;
+  log: (line: string) => void;
+  /** Progress of the timing loop (done, total). */
+  progress?: (done: number, total: number) => void;
+}
+
+export interface BenchRow {
+  runtime: BenchRuntime | 'pytorch';
+  /** e.g. 'vitfold export' or 'torch.onnx.export' */
+  source: string;
+  depth: number;
+  precision: Precision;
+  batch: number;
+  threads: number;
+  medianMs: number;
+  minMs: number;
+  maxMs: number;
+  imagesPerSec: number;
+  /** Matrix-product FLOPs of the graph per second, and that over the fp32 matmul peak. */
+  gflops: number;
+  peakFraction?: number;
+  /** Latency over the baseline's (same runtime, batch and threads). */
+  ratio?: number;
+  peakRssMiB?: number;
+}
+
+export interface BenchResult {
+  date: string;
+  machine: { cpu: string; cores: number; node: string };
+  config: ViTConfig;
+  baseline: string;
+  /** fp32 matmul peak (GFLOP/s) per thread count. */
+  peakGflops: Record<string, number>;
+  /** Peak RSS of node + onnxruntime with no model loaded (the floor under every peakRssMiB). */
+  rssFloorMiB?: number;
+  rows: BenchRow[];
+  notes: string[];
+}
+
+interface Candidate {
+  source: string;
+  depth: number;
+  precision: Precision;
+  flops: number; // per image
+  bytes: Uint8Array;
+  file: string;
+}
+
+export const stats = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return { median: s[Math.floor(s.length / 2)], min: s[0], max: s[s.length - 1] };
+};
+
+/** The repository's bench/peers directory (present in a checkout, not in the npm package). */
+function peersDir(): string | undefined {
+  const d = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bench', 'peers');
+  return existsSync(join(d, 'vit_torch.py')) ? d : undefined;
+}
+
+const PYTHON = '/usr/bin/python3';
+const OPENBLAS_OMP = '/usr/lib/x86_64-linux-gnu/openblas-openmp';
+
+function peerEnv(threads: number): NodeJS.ProcessEnv {
+  const ld = existsSync(OPENBLAS_OMP) ? `${OPENBLAS_OMP}:${process.env.LD_LIBRARY_PATH ?? ''}` : process.env.LD_LIBRARY_PATH;
+  return { ...process.env, OMP_NUM_THREADS: String(threads), LD_LIBRARY_PATH: ld };
+}
+
+/** Why the PyTorch peers cannot run, or undefined when they can. */
+export function peersUnavailable(): string | undefined {
+  if (!peersDir()) return 'bench/peers not found (run vitfold bench from a checkout of the repository)';
+  if (spawnSync(PYTHON, ['-c', 'import torch'], { encoding: 'utf8' }).status !== 0) return 'python3-torch not installed (apt-get install python3-torch libopenblas0-openmp)';
+  return undefined;
+}
+
+/** The deep model at each requested depth: itself, or its fold with k = depth / d branches. */
+export function modelsAtDepths(deep: Model, depths: number[]): { depth: number; model: Model }[] {
+  const L = deep.config.depth;
+  return depths.map((d) => {
+    if (!Number.isInteger(d) || d < 1 || L % d !== 0) throw new Error(`--depths: ${d} does not divide the model's ${L} layers (a fold has depth ${L}/k)`);
+    return { depth: d, model: d === L ? deep : fold(toBranched(deep, L / d, { attn: 1, ffn: 1 })) };
+  });
+}
+
+/** One constant-weight MatMul [n, n] x [n, n]: the fp32 matmul peak ORT reaches here. */
+function peakGraph(n: number): Uint8Array {
+  const g = new Graph('matmul_peak', { dtype: 'float32' });
+  const x = g.input('x', 'float32', [n, n]);
+  const w = g.initializer('w', 'float32', [n, n], Float32Array.from({ length: n * n }, (_, i) => Math.sin(i) / n));
+  g.output(g.matmul(x, w), 'y');
+  return toOnnxBytes(g);
+}
+const PEAK_N = 1024;
+
+function memoryOf(file: string, batch: number, threads: number, inputShape: number[]): number {
+  const self = fileURLToPath(import.meta.url);
+  const script = join(dirname(self), self.endsWith('.ts') ? 'bench-memory.ts' : 'bench-memory.js');
+  const args = self.endsWith('.ts') ? ['--import', 'tsx', script] : [script];
+  const r = spawnSync(process.execPath, [...args, file, String(batch), String(threads)], {
+    encoding: 'utf8',
+    env: { ...process.env, VITFOLD_BENCH_INPUT: JSON.stringify({ shape: inputShape }) },
+  });
+  if (r.status !== 0) throw new Error(`memory probe of ${file} failed: ${r.stderr}`);
+  return JSON.parse(r.stdout.trim().split('\n').pop()!).maxRssMiB;
+}
+
+export async function runBench(o: BenchOptions): Promise<BenchResult> {
+  const cfg = o.deep.config;
+  const L = cfg.depth;
+  const dir = mkdtempSync(join(tmpdir(), 'vitfold-bench-'));
+  const notes: string[] = [];
+  const inputShape = [1, cfg.in_chans, cfg.img_size, cfg.img_size];
+
+  // candidates: every depth x precision, plus the torch export of the deep model
+  const candidates: Candidate[] = [];
+  const deepFile = join(dir, 'deep.safetensors');
+  saveModel(deepFile, o.deep);
+  const noPeers = o.peers ? peersUnavailable() : 'not requested (--no-peers)';
+  if (noPeers) notes.push(`PyTorch baselines skipped: ${noPeers}`);
+  else {
+    const file = join(dir, 'torch-export.onnx');
+    const r = spawnSync(PYTHON, [join(peersDir()!, 'torch_export.py'), deepFile, file], { encoding: 'utf8', env: peerEnv(1) });
+    if (r.status !== 0) throw new Error(`torch.onnx.export peer failed: ${r.stderr}`);
+    const info = JSON.parse(r.stdout.trim().split('\n').pop()!);
+    notes.push(`torch.onnx.export: torch ${info.torch}, opset ${info.opset}`);
+    candidates.push({ source: 'torch.onnx.export', depth: L, precision: 'fp32', flops: exportFlopsPerImage(cfg, false), bytes: readFileSync(file), file });
+  }
+  for (const { depth, model } of modelsAtDepths(o.deep, o.depths)) {
+    for (const precision of o.precisions) {
+      const bytes = toOnnxBytes(buildExportGraph(model, { precision }));
+      const file = join(dir, `vitfold-${depth}L-${precision}.onnx`);
+      writeFileSync(file, bytes);
+      candidates.push({ source: 'vitfold export', depth, precision, flops: exportFlopsPerImage(model.config), bytes, file });
+    }
+  }
+  const baseline = candidates[0].source === 'torch.onnx.export' ? `torch.onnx.export ${L}L fp32` : `vitfold export ${L}L ${candidates[0].precision}`;
+
+  const rows: BenchRow[] = [];
+  const peakGflops: Record<string, number> = {};
+  const row = (runtime: BenchRow['runtime'], c: Pick<Candidate, 'source' | 'depth' | 'precision' | 'flops'>, batch: number, threads: number, times: number[]): BenchRow => {
+    const s = stats(times);
+    const gflops = (c.flops * batch) / (s.median * 1e6);
+    const peak = peakGflops[threads];
+    return { runtime, source: c.source, depth: c.depth, precision: c.precision, batch, threads, medianMs: s.median, minMs: s.min, maxMs: s.max, imagesPerSec: (1000 * batch) / s.median, gflops, peakFraction: peak ? gflops / peak : undefined };
+  };
+
+  if (o.runtimes.includes('node')) {
+    const total = o.threads.length * o.batches.length * o.rounds * (candidates.length + 1);
+    let done = 0;
+    for (const threads of o.threads) {
+      const sessions = await Promise.all(candidates.map((c) => Session.create(c.bytes, { threads })));
+      const peak = await Session.create(peakGraph(PEAK_N), { threads });
+      try {
+        for (const batch of o.batches) {
+          const x = { shape: [batch, ...inputShape.slice(1)], data: new Float32Array(batch * inputShape.slice(1).reduce((a, b) => a * b, 1)).map((_, i) => Math.sin(0.37 * i)) };
+          const px = { shape: [PEAK_N, PEAK_N], data: new Float32Array(PEAK_N * PEAK_N).map((_, i) => Math.cos(i)) };
+          const all = [...sessions, peak];
+          const times = all.map(() => [] as number[]);
+          for (let round = 0; round < o.rounds; round++) {
+            for (let i = 0; i < all.length; i++) {
+              const feeds = i === sessions.length ? { x: px } : { x };
+              for (let w = 0; w < o.warmup; w++) await all[i].run(feeds);
+              for (let r = 0; r < o.runs; r++) {
+                const t0 = performance.now();
+                await all[i].run(feeds);
+                times[i].push(performance.now() - t0);
+              }
+              o.progress?.(++done, total);
+            }
+          }
+          peakGflops[threads] = (2 * PEAK_N ** 3) / (stats(times[sessions.length]).median * 1e6);
+          candidates.forEach((c, i) => rows.push(row('node', c, batch, threads, times[i])));
+        }
+      } finally {
+        for (const s of [...sessions, peak]) await s.release();
+      }
+    }
+  }
+
+  if (!noPeers) {
+    for (const threads of o.threads) {
+      for (const batch of o.batches) {
+        const args = JSON.stringify({ batch, threads, warmup: o.warmup, runs: o.runs * o.rounds });
+        const r = spawnSync(PYTHON, [join(peersDir()!, 'torch_eager_infer.py'), deepFile, args], { encoding: 'utf8', env: peerEnv(threads) });
+        if (r.status !== 0) throw new Error(`PyTorch eager peer failed: ${r.stderr}`);
+        const out = JSON.parse(r.stdout.trim().split('\n').pop()!);
+        rows.push(row('pytorch', { source: `PyTorch ${out.torch} eager`, depth: L, precision: 'fp32', flops: exportFlopsPerImage(cfg, false) }, batch, threads, out.ms));
+      }
+    }
+  }
+
+  if (o.runtimes.includes('web')) {
+    const { runWeb } = await import('./bench-web.js');
+    for (const threads of o.threads) {
+      for (const batch of o.batches) {
+        const res = await runWeb(candidates.map((c) => c.file), { batch, threads, inputShape, runs: o.runs * o.rounds, rounds: o.rounds, warmup: o.warmup }, o.log);
+        if (typeof res === 'string') {
+          notes.push(`onnxruntime-web skipped: ${res}`);
+          break;
+        }
+        candidates.forEach((c, i) => {
+          if (res[i]) rows.push(row('web', c, batch, threads, res[i]!));
+          else notes.push(`onnxruntime-web could not run ${c.source} ${c.depth}L ${c.precision}`);
+        });
+      }
+    }
+  }
+
+  // ratios against the baseline of the same runtime, batch and threads (PyTorch rows: vs node's)
+  for (const r of rows) {
+    const rt = r.runtime === 'pytorch' ? 'node' : r.runtime;
+    const base = rows.find((b) => b.runtime === rt && b.batch === r.batch && b.threads === r.threads && `${b.source} ${b.depth}L ${b.precision}` === baseline);
+    if (base) r.ratio = r.medianMs / base.medianMs;
+  }
+
+  let rssFloorMiB: number | undefined;
+  if (o.memory) {
+    const threads = Math.max(...o.threads);
+    rssFloorMiB = memoryOf('-', 1, threads, inputShape);
+    for (const c of candidates) {
+      for (const batch of o.batches) {
+        const rss = memoryOf(c.file, batch, threads, inputShape);
+        for (const r of rows) if (r.runtime === 'node' && r.batch === batch && r.source === c.source && r.depth === c.depth && r.precision === c.precision) r.peakRssMiB = rss;
+      }
+    }
+  }
+
+  return {
+    date: new Date().toISOString(),
+    machine: { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, node: process.version },
+    config: cfg,
+    baseline,
+    peakGflops,
+    rssFloorMiB,
+    rows,
+    notes,
+  };
+}
+
+export function formatBench(r: BenchResult): string {
+  const lines: string[] = [];
+  const c = r.config;
+  lines.push(`${c.img_size}x${c.img_size}/${c.patch_size}, width ${c.embed_dim}, ${c.num_heads} heads, ${c.depth} layers; ${r.machine.cpu} (${r.machine.cores} cores), node ${r.machine.node}`);
+  lines.push(`fp32 matmul peak (ORT, ${PEAK_N}^3 MatMul, same rounds): ${Object.entries(r.peakGflops).map(([t, g]) => `${g.toFixed(1)} GFLOP/s at ${t} thread${t === '1' ? '' : 's'}`).join(', ')}`);
+  lines.push(`ratio = median latency / ${r.baseline} (same runtime, batch, threads); %peak = matrix-product FLOPs per second / fp32 peak`);
+  const head = ['runtime', 'model', 'prec', 'batch', 'thr', 'median ms', 'min', 'max', 'img/s', 'ratio', '%peak', 'RSS MiB'];
+  const body = r.rows.map((x) => [
+    x.runtime,
+    `${x.source} ${x.depth}L`,
+    x.precision,
+    String(x.batch),
+    String(x.threads),
+    x.medianMs.toFixed(2),
+    x.minMs.toFixed(2),
+    x.maxMs.toFixed(2),
+    x.imagesPerSec.toFixed(1),
+    x.ratio !== undefined ? `${x.ratio.toFixed(2)}x` : '',
+    x.peakFraction !== undefined && x.precision === 'fp32' ? `${(100 * x.peakFraction).toFixed(0)}%` : '',
+    x.peakRssMiB !== undefined ? x.peakRssMiB.toFixed(0) : '',
+  ]);
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
+  const fmt = (cells: string[]) => cells.map((s, i) => (i < 3 ? s.padEnd(widths[i]) : s.padStart(widths[i]))).join('  ');
+  lines.push(fmt(head), ...body.map(fmt));
+  if (r.rssFloorMiB !== undefined) lines.push(`RSS: peak of a process running that model alone (node + onnxruntime with no model: ${r.rssFloorMiB.toFixed(0)} MiB)`);
+  for (const n of r.notes) lines.push(`note: ${n}`);
+  return lines.join('\n');
+}
+
+function esc(s: string): string {
+  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+}
+
+/** Horizontal bars of median latency with min-max whiskers, one group per runtime/batch/threads. */
+export function benchSvg(r: BenchResult): string {
+  const groups = new Map<string, BenchRow[]>();
+  for (const x of r.rows) {
+    const key = `${x.runtime === 'pytorch' ? 'node' : x.runtime}, batch ${x.batch}, ${x.threads} thread${x.threads === 1 ? '' : 's'}`;
+    if (!groups.has(key)) groups.set(key, []);
+    groups.get(key)!.push(x);
+  }
+  const W = 760, L = 250, R = 90, barH = 16, gap = 4, titleH = 40, groupH = 26;
+  const height = titleH + [...groups.values()].reduce((a, g) => a + groupH + g.length * (barH + gap), 0) + 10;
+  const xmax = Math.max(...r.rows.map((x) => x.maxMs)) * 1.05;
+  const px = (ms: number) => L + (ms / xmax) * (W - L - R);
+  const color = (x: BenchRow) => (x.source === 'vitfold export' ? { fp32: '#1f77b4', fp16: '#2ca02c', int8: '#ff7f0e' }[x.precision] : '#888');
+  const out = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${height}" font-family="sans-serif" font-size="11">`,
+    `<text x="10" y="18" font-size="13" font-weight="bold">vitfold bench: median latency (ms), whiskers min-max; ${esc(r.baseline)} is the baseline</text>`,
+    `<text x="10" y="32" fill="#555">${esc(`${r.config.img_size}x${r.config.img_size}/${r.config.patch_size}, width ${r.config.embed_dim}, ${r.config.depth} layers; ${r.machine.cpu}`)}</text>`,
+  ];
+  let y = titleH;
+  for (const [key, rows] of groups) {
+    y += groupH;
+    out.push(`<text x="10" y="${y - 8}" font-weight="bold">${esc(key)}</text>`);
+    for (const x of rows) {
+      const label = `${x.source} ${x.depth}L ${x.precision}`;
+      out.push(`<text x="${L - 6}" y="${y + barH - 4}" text-anchor="end">${esc(label)}</text>`);
+      out.push(`<rect x="${L}" y="${y}" width="${(px(x.medianMs) - L).toFixed(1)}" height="${barH}" fill="${color(x)}"/>`);
+      out.push(`<line x1="${px(x.minMs).toFixed(1)}" x2="${px(x.maxMs).toFixed(1)}" y1="${y + barH / 2}" y2="${y + barH / 2}" stroke="#222"/>`);
+      out.push(`<text x="${(px(x.maxMs) + 4).toFixed(1)}" y="${y + barH - 4}">${x.medianMs.toFixed(2)}${x.ratio !== undefined ? ` (${x.ratio.toFixed(2)}x)` : ''}</text>`);
+      y += barH + gap;
+    }
+  }
+  out.push('</svg>');
+  return out.join('\n');
+}

@@ -1,0 +1,77 @@
+// vitfold bench (deploy/bench.ts): rows for every depth x precision x runtime, ratios against the
+// baseline, memory per model, JSON and SVG; the CLI writes both files and rejects bad lists.
+// Timings are only checked for being measured (positive, ordered min <= median <= max), never
+// for speed: benchmarks are not tests.
+
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { preset } from '../src/core/config.js';
+import { exportFlopsPerImage, flopsPerImage } from '../src/core/flops.js';
+import { foldedConfig } from '../src/core/fold.js';
+import { benchSvg, formatBench, modelsAtDepths, runBench } from '../src/deploy/bench.js';
+import { randomModel, REPO, smallConfig, tmpDir } from './helpers.js';
+
+test('runBench: every depth x precision on node and web, ratios vs the deep fp32 export, memory, JSON, SVG', async () => {
+  const deep = randomModel(smallConfig(), 2);
+  const r = await runBench({ deep, depths: [6, 3, 2], batches: [1, 2], threads: [1], precisions: ['fp32', 'int8'], runtimes: ['node', 'web'], runs: 2, rounds: 1, warmup: 1, peers: false, memory: true, log: () => {} });
+  assert.equal(r.baseline, 'vitfold export 6L fp32');
+  assert.match(r.notes.join('\n'), /PyTorch baselines skipped: not requested/);
+  for (const runtime of ['node', 'web'] as const) {
+    for (const batch of [1, 2]) {
+      const rows = r.rows.filter((x) => x.runtime === runtime && x.batch === batch);
+      assert.deepEqual(rows.map((x) => `${x.depth}${x.precision}`), ['6fp32', '6int8', '3fp32', '3int8', '2fp32', '2int8'], `${runtime} batch ${batch}`);
+      for (const x of rows) {
+        assert.ok(x.minMs > 0 && x.minMs <= x.medianMs && x.medianMs <= x.maxMs, JSON.stringify(x));
+        assert.ok(Math.abs(x.imagesPerSec - (1000 * batch) / x.medianMs) < 1e-9);
+        assert.ok(x.ratio! > 0);
+      }
+      assert.equal(rows[0].ratio, 1);
+    }
+  }
+  const node = r.rows.filter((x) => x.runtime === 'node');
+  assert.ok(node.every((x) => x.peakRssMiB! >= r.rssFloorMiB! * 0.9), 'each model process at least as large as the floor');
+  assert.ok(r.peakGflops['1'] > 0);
+  assert.ok(node.every((x) => x.peakFraction! > 0));
+  assert.deepEqual(JSON.parse(JSON.stringify(r)).rows.length, r.rows.length);
+  const svg = benchSvg(r);
+  assert.match(svg, /^<svg /);
+  assert.equal((svg.match(/<rect /g) ?? []).length, r.rows.length);
+  assert.match(formatBench(r), /vitfold export 2L\s+int8\s+2\s+1/);
+});
+
+test('modelsAtDepths folds with k = L / d and refuses depths that do not divide L', () => {
+  const deep = randomModel(smallConfig(), 1);
+  const m = modelsAtDepths(deep, [6, 2]);
+  assert.equal(m[0].model, deep);
+  assert.deepEqual(m[1].model.structure, { kind: 'folded', branches: 3, source_depth: 6 });
+  assert.throws(() => modelsAtDepths(deep, [4]), /4 does not divide the model's 6 layers/);
+});
+
+test('export FLOPs: the class-token-only last layer saves ~28% of a 3-layer DeiT-Tiny fold and ~7% of the 12-layer model', () => {
+  const cfg = preset('deit-tiny');
+  const deep = exportFlopsPerImage(cfg) / flopsPerImage(cfg).total;
+  const f3 = foldedConfig(cfg, 4);
+  const fold3 = exportFlopsPerImage(f3) / flopsPerImage(f3).total;
+  assert.ok(deep > 0.92 && deep < 0.94, `12-layer: ${deep}`);
+  assert.ok(fold3 > 0.71 && fold3 < 0.73, `3-layer fold: ${fold3}`);
+  assert.equal(exportFlopsPerImage(cfg, false), flopsPerImage(cfg).total);
+});
+
+test('CLI: vitfold bench writes bench.json and bench.svg; bad lists are usage errors', () => {
+  const BIN = join(REPO, 'dist', 'cli', 'main.js');
+  const dir = tmpDir();
+  const r = spawnSync(process.execPath, [BIN, 'bench', '--preset', 'vit-28', '--depths', '12,3', '--runs', '1', '--rounds', '1', '--warmup', '1', '--no-peers', '--no-memory', '--out', dir], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /vitfold export 3L\s+int8/);
+  assert.ok(existsSync(join(dir, 'bench.svg')));
+  assert.equal(JSON.parse(readFileSync(join(dir, 'bench.json'), 'utf8')).rows.length, 4);
+  const bad = spawnSync(process.execPath, [BIN, 'bench', '--preset', 'vit-28', '--depths', '5', '--out', dir], { encoding: 'utf8' });
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /--depths 5: does not divide the model's 12 layers/);
+  const badP = spawnSync(process.execPath, [BIN, 'bench', '--precision', 'fp32,int4'], { encoding: 'utf8' });
+  assert.notEqual(badP.status, 0);
+  assert.match(badP.stderr, /--precision: 'int4' not one of fp32, fp16, int8/);
+});
