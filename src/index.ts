@@ -1,5 +1,5 @@
-// vitfold library entry point: the pure core (config, safetensors, reference forward, fold)
-// and Node file I/O.
+// vitfold library entry point: the pure core (config, safetensors, reference forward, fold),
+// Node file I/O, and the onnxruntime-backed engine, export and benchmark.
 
 export * from './core/config.js';
 export * from './core/safetensors.js';
@@ -11,4 +11,9 @@ export * from './core/flops.js';
 export * from './core/verify.js';
 export { erf, gelu } from './core/erf.js';
 export { Rng } from './core/rng.js';
+export { toHalfBits, fromHalfBits } from './core/half.js';
 export * from './io.js';
+export { Predictor, lossAndGradients, type PredictOptions, type GradientOptions, type LossAndGradients } from './model/engine.js';
+export { exportModel, buildExportGraph, exportableModel, PRECISIONS, EXPORT_OPSETS, EXPORT_TOLERANCE, type Precision, type ExportOptions, type ExportResult } from './deploy/export.js';
+export { runBench, formatBench, benchSvg, modelsAtDepths, type BenchOptions, type BenchResult, type BenchRow } from './deploy/bench.js';
+export { toOnnxBytes } from './graph/onnx.js';
