@@ -4,11 +4,9 @@
 // and the median is reported. Usage:
 //   npm run bench:infer [-- --preset deit-tiny --batch 1 --threads 2 --runs 20 --rounds 5]
 
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { preset } from '../src/core/config.js';
 import { fold } from '../src/core/fold.js';
@@ -19,6 +17,7 @@ import { toOnnxBytes } from '../src/graph/onnx.js';
 import { buildPredictGraph } from '../src/model/engine.js';
 import { Session } from '../src/runtime/ort.js';
 import { buildExportGraph } from '../src/deploy/export.js';
+import { peersUnavailable, timeInterleaved, torchExport } from '../src/deploy/bench.js';
 import { saveModel } from '../src/io.js';
 
 const { values: a } = parseArgs({
@@ -46,15 +45,12 @@ const candidates: { name: string; session: Session }[] = [];
 const dir = mkdtempSync(join(tmpdir(), 'vitfold-bench-'));
 const modelPath = join(dir, 'deep.safetensors');
 saveModel(modelPath, deep);
-const probe = spawnSync('/usr/bin/python3', ['-c', 'import torch'], { encoding: 'utf8' });
-if (probe.status === 0) {
-  const onnxPath = join(dir, 'torch-export.onnx');
-  const r = spawnSync('/usr/bin/python3', [join(dirname(fileURLToPath(import.meta.url)), 'peers', 'torch_export.py'), modelPath, onnxPath], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`torch export failed: ${r.stderr}`);
-  const info = JSON.parse(r.stdout.trim().split('\n').pop()!);
-  candidates.push({ name: `torch.onnx.export (torch ${info.torch}, opset ${info.opset}), ${cfg.depth} layers`, session: await Session.create(readFileSync(onnxPath), { threads }) });
+const noPeers = peersUnavailable();
+if (!noPeers) {
+  const t = torchExport(modelPath, join(dir, 'torch-export.onnx'));
+  candidates.push({ name: `torch.onnx.export (torch ${t.torch}, opset ${t.opset}), ${cfg.depth} layers`, session: await Session.create(t.bytes, { threads }) });
 } else {
-  console.log('torch.onnx.export baseline skipped: python3-torch not installed (apt-get install python3-torch)');
+  console.log(`torch.onnx.export baseline skipped: ${noPeers}`);
 }
 candidates.push({ name: `vitfold graph, ${cfg.depth} layers`, session: await Session.create(toOnnxBytes(buildPredictGraph(deep).graph), { threads }) });
 candidates.push({ name: `vitfold graph, ${folded.config.depth}-layer fold (k=${k})`, session: await Session.create(toOnnxBytes(buildPredictGraph(folded).graph), { threads }) });
@@ -63,17 +59,7 @@ candidates.push({ name: `vitfold export, ${folded.config.depth}-layer fold (k=${
 
 // Same function: every deep graph gives the same logits (the fold is a different function).
 const outs = await Promise.all(candidates.map(async (c) => Float64Array.from((await c.session.run(feeds)).logits.data as Float32Array)));
-const times = candidates.map(() => [] as number[]);
-for (let round = 0; round < Number(a.rounds); round++) {
-  for (let i = 0; i < candidates.length; i++) {
-    for (let w = 0; w < 3; w++) await candidates[i].session.run(feeds);
-    for (let r = 0; r < Number(a.runs); r++) {
-      const t0 = performance.now();
-      await candidates[i].session.run(feeds);
-      times[i].push(performance.now() - t0);
-    }
-  }
-}
+const times = await timeInterleaved(candidates.map((c) => ({ session: c.session, feeds })), { rounds: Number(a.rounds), runs: Number(a.runs), warmup: 3 });
 console.log(`${a.preset}: ${cfg.img_size}x${cfg.img_size}/${cfg.patch_size}, width ${cfg.embed_dim}, ${cfg.num_heads} heads; batch ${batch}, ${threads} threads, median of ${Number(a.rounds) * Number(a.runs)} runs in ${a.rounds} interleaved rounds`);
 const base = median(times[0]);
 candidates.forEach((c, i) => {

@@ -5,7 +5,9 @@ const u32 = new Uint32Array(f32.buffer);
 
 /** The binary16 bit pattern nearest to x (round to nearest, ties to even; overflow to +-Inf). */
 export function toHalfBits(x: number): number {
-  f32[0] = x; // float64 -> float32 first: every binary16 value is a float32, so this loses nothing that matters
+  // Through float32 first. Exact for float32 inputs (weights come from F32/F16/BF16 files); a
+  // float64 input within a hair of a binary16 tie can round twice differently from once.
+  f32[0] = x;
   const b = u32[0];
   const sign = (b >>> 16) & 0x8000;
   const exp = (b >>> 23) & 0xff;

@@ -1,15 +1,15 @@
 // Child process of `vitfold bench`: loads one ONNX model alone, runs it, and prints its peak RSS,
 // so each model's memory is measured without the others (or the benchmark itself) in the way.
-// argv: MODEL.onnx BATCH THREADS (MODEL '-' = no model: the floor of node + onnxruntime)
+// argv: MODEL.onnx SHAPE THREADS, SHAPE e.g. 1,3,224,224 (MODEL '-' = no model: the floor of
+// node + onnxruntime)
 
 import { existsSync, readFileSync } from 'node:fs';
 import { Session } from '../runtime/ort.js';
 
-const [path, batchArg, threadsArg] = process.argv.slice(2);
+const [path, shapeArg, threadsArg] = process.argv.slice(2);
 if (path !== '-') {
   const session = await Session.create(readFileSync(path), { threads: Number(threadsArg) });
-  const meta = JSON.parse(process.env.VITFOLD_BENCH_INPUT ?? '{}') as { shape: number[] };
-  const shape = [Number(batchArg), ...meta.shape.slice(1)];
+  const shape = shapeArg.split(',').map(Number);
   const x = new Float32Array(shape.reduce((a, b) => a * b, 1)).map((_, i) => Math.sin(i));
   for (let i = 0; i < 5; i++) await session.run({ x: { shape, data: x } });
   await session.release();

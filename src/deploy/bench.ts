@@ -22,7 +22,8 @@ import { buildExportGraph, type Precision } from './export.js';
 import { Graph } from '../graph/graph.js';
 import { toOnnxBytes } from '../graph/onnx.js';
 import { saveModel } from '../io.js';
-import { Session } from '../runtime/ort.js';
+import { Session, type HostTensor } from '../runtime/ort.js';
+import type { WebTiming } from '../runtime/ort-web.js';
 
 export type BenchRuntime = 'node' | 'web';
 
@@ -87,7 +88,7 @@ interface Candidate {
   file: string;
 }
 
-export const stats = (xs: number[]) => {
+const stats = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   return { median: s[Math.floor(s.length / 2)], min: s[0], max: s[s.length - 1] };
 };
@@ -132,16 +133,62 @@ function peakGraph(n: number): Uint8Array {
 }
 const PEAK_N = 1024;
 
-function memoryOf(file: string, batch: number, threads: number, inputShape: number[]): number {
+/** Runs one of this folder's child scripts (bench-memory, bench-web-child) and parses its last stdout line. */
+function runChild<T>(name: string, args: string[], what: string): T {
   const self = fileURLToPath(import.meta.url);
-  const script = join(dirname(self), self.endsWith('.ts') ? 'bench-memory.ts' : 'bench-memory.js');
-  const args = self.endsWith('.ts') ? ['--import', 'tsx', script] : [script];
-  const r = spawnSync(process.execPath, [...args, file, String(batch), String(threads)], {
-    encoding: 'utf8',
-    env: { ...process.env, VITFOLD_BENCH_INPUT: JSON.stringify({ shape: inputShape }) },
+  const ts = self.endsWith('.ts'); // under tsx (tests, bench scripts) the children are .ts too
+  const script = join(dirname(self), `${name}.${ts ? 'ts' : 'js'}`);
+  const r = spawnSync(process.execPath, [...(ts ? ['--import', 'tsx'] : []), script, ...args], { encoding: 'utf8', maxBuffer: 64 << 20 });
+  if (r.status !== 0) throw new Error(`${what} failed (exit ${r.status}): ${(r.stderr || '').trim().split('\n').slice(-3).join(' ')}`);
+  return JSON.parse(r.stdout.trim().split('\n').pop()!) as T;
+}
+
+function memoryOf(file: string, shape: number[], threads: number): number {
+  return runChild<{ maxRssMiB: number }>('bench-memory', [file, shape.join(','), String(threads)], `memory probe of ${file}`).maxRssMiB;
+}
+
+/** Per file the timed runs in onnxruntime-web (null where it could not run), in a child process. */
+function timeWeb(files: string[], o: { threads: number; shape: number[]; runs: number; rounds: number; warmup: number }, log: (line: string) => void): (number[] | null)[] {
+  const out = runChild<WebTiming>('bench-web-child', [JSON.stringify({ files, ...o })], 'onnxruntime-web child');
+  out.errors.forEach((e, i) => {
+    if (e) log(`onnxruntime-web: ${files[i]}: ${e}`);
   });
-  if (r.status !== 0) throw new Error(`memory probe of ${file} failed: ${r.stderr}`);
-  return JSON.parse(r.stdout.trim().split('\n').pop()!).maxRssMiB;
+  return out.times;
+}
+
+/**
+ * Times each session on its feeds in interleaved rounds (warm-up, then `runs` timed runs, per
+ * session per round): slow drifts of the machine hit every candidate alike.
+ */
+export async function timeInterleaved(
+  items: { session: Session; feeds: Record<string, HostTensor> }[],
+  o: { rounds: number; runs: number; warmup: number },
+  onRound?: () => void,
+): Promise<number[][]> {
+  const times = items.map(() => [] as number[]);
+  for (let round = 0; round < o.rounds; round++) {
+    for (let i = 0; i < items.length; i++) {
+      const { session, feeds } = items[i];
+      for (let w = 0; w < o.warmup; w++) await session.run(feeds);
+      for (let r = 0; r < o.runs; r++) {
+        const t0 = performance.now();
+        await session.run(feeds);
+        times[i].push(performance.now() - t0);
+      }
+      onRound?.();
+    }
+  }
+  return times;
+}
+
+/** ORT-ready bytes of a torch.onnx.export of a model file (bench/peers/torch_export.py). */
+export function torchExport(modelFile: string, outFile: string): { bytes: Uint8Array; torch: string; opset: number } {
+  const dir = peersDir();
+  if (!dir) throw new Error('bench/peers not found');
+  const r = spawnSync(PYTHON, [join(dir, 'torch_export.py'), modelFile, outFile], { encoding: 'utf8', env: peerEnv(1) });
+  if (r.status !== 0) throw new Error(`torch.onnx.export peer failed: ${r.stderr}`);
+  const info = JSON.parse(r.stdout.trim().split('\n').pop()!);
+  return { bytes: readFileSync(outFile), torch: info.torch, opset: info.opset };
 }
 
 export async function runBench(o: BenchOptions): Promise<BenchResult> {
@@ -159,11 +206,9 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
   if (noPeers) notes.push(`PyTorch baselines skipped: ${noPeers}`);
   else {
     const file = join(dir, 'torch-export.onnx');
-    const r = spawnSync(PYTHON, [join(peersDir()!, 'torch_export.py'), deepFile, file], { encoding: 'utf8', env: peerEnv(1) });
-    if (r.status !== 0) throw new Error(`torch.onnx.export peer failed: ${r.stderr}`);
-    const info = JSON.parse(r.stdout.trim().split('\n').pop()!);
-    notes.push(`torch.onnx.export: torch ${info.torch}, opset ${info.opset}`);
-    candidates.push({ source: 'torch.onnx.export', depth: L, precision: 'fp32', flops: exportFlopsPerImage(cfg, false), bytes: readFileSync(file), file });
+    const t = torchExport(deepFile, file);
+    notes.push(`torch.onnx.export: torch ${t.torch}, opset ${t.opset}`);
+    candidates.push({ source: 'torch.onnx.export', depth: L, precision: 'fp32', flops: exportFlopsPerImage(cfg, false), bytes: t.bytes, file });
   }
   for (const { depth, model } of modelsAtDepths(o.deep, o.depths)) {
     for (const precision of o.precisions) {
@@ -194,21 +239,8 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
         for (const batch of o.batches) {
           const x = { shape: [batch, ...inputShape.slice(1)], data: new Float32Array(batch * inputShape.slice(1).reduce((a, b) => a * b, 1)).map((_, i) => Math.sin(0.37 * i)) };
           const px = { shape: [PEAK_N, PEAK_N], data: new Float32Array(PEAK_N * PEAK_N).map((_, i) => Math.cos(i)) };
-          const all = [...sessions, peak];
-          const times = all.map(() => [] as number[]);
-          for (let round = 0; round < o.rounds; round++) {
-            for (let i = 0; i < all.length; i++) {
-              const feeds = i === sessions.length ? { x: px } : { x };
-              for (let w = 0; w < o.warmup; w++) await all[i].run(feeds);
-              for (let r = 0; r < o.runs; r++) {
-                const t0 = performance.now();
-                await all[i].run(feeds);
-                times[i].push(performance.now() - t0);
-              }
-              o.progress?.(++done, total);
-            }
-          }
-          // the peak is the best run (a median would let this VM's drift push fractions past 100%)
+          const items = [...sessions.map((session) => ({ session, feeds: { x } })), { session: peak, feeds: { x: px } }];
+          const times = await timeInterleaved(items, o, () => o.progress?.(++done, total));
           peakGflops[threads] = Math.max(peakGflops[threads] ?? 0, (2 * PEAK_N ** 3) / (stats(times[sessions.length]).min * 1e6));
           candidates.forEach((c, i) => rows.push(row('node', c, batch, threads, times[i])));
         }
@@ -231,16 +263,11 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
   }
 
   if (o.runtimes.includes('web')) {
-    const { runWeb } = await import('./bench-web.js');
     for (const threads of o.threads) {
       for (const batch of o.batches) {
-        const res = await runWeb(candidates.map((c) => c.file), { batch, threads, inputShape, runs: o.runs * o.rounds, rounds: o.rounds, warmup: o.warmup }, o.log);
-        if (typeof res === 'string') {
-          notes.push(`onnxruntime-web skipped: ${res}`);
-          break;
-        }
+        const times = timeWeb(candidates.map((c) => c.file), { threads, shape: [batch, ...inputShape.slice(1)], runs: o.runs, rounds: o.rounds, warmup: o.warmup }, o.log);
         candidates.forEach((c, i) => {
-          if (res[i]) rows.push(row('web', c, batch, threads, res[i]!));
+          if (times[i]) rows.push(row('web', c, batch, threads, times[i]!));
           else notes.push(`onnxruntime-web could not run ${c.source} ${c.depth}L ${c.precision}`);
         });
       }
@@ -257,10 +284,10 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
   let rssFloorMiB: number | undefined;
   if (o.memory) {
     const threads = Math.max(...o.threads);
-    rssFloorMiB = memoryOf('-', 1, threads, inputShape);
+    rssFloorMiB = memoryOf('-', inputShape, threads);
     for (const c of candidates) {
       for (const batch of o.batches) {
-        const rss = memoryOf(c.file, batch, threads, inputShape);
+        const rss = memoryOf(c.file, [batch, ...inputShape.slice(1)], threads);
         for (const r of rows) if (r.runtime === 'node' && r.batch === batch && r.source === c.source && r.depth === c.depth && r.precision === c.precision) r.peakRssMiB = rss;
       }
     }

@@ -109,11 +109,11 @@ export function quantizeRows(w: Float64Array, inp: number, rows: [number, number
  * ORT's MatMulIntegerToFloat / DynamicQuantizeMatMul fusions recognise.
  */
 function int8Linear(g: Graph, params: Params): LinearEmitter {
-  return (x, { prefix, inp, rows }) =>
+  return (x, { prefix, out, inp, rows }) =>
     g.scope(prefix, () => {
       const n = rows[1] - rows[0];
       const { q, scale } = quantizeRows(params.get(prefix + '.weight')!.data, inp, rows);
-      const tag = rows[0] === 0 && rows[1] === params.get(prefix + '.bias')!.data.length ? '' : `[${rows[0]}:${rows[1]}]`;
+      const tag = n === out ? '' : `[${rows[0]}:${rows[1]}]`;
       const wq = g.initializer(g.uniqueName(`weight${tag}.int8`), 'int8', [inp, n], q); // [in, n]
       const ws = g.initializer(g.uniqueName(`weight${tag}.scale`), 'float32', [n], scale); // [n]
       const bias = g.initializer(g.uniqueName(`bias${tag}`), 'float32', [n], Float32Array.from(params.get(prefix + '.bias')!.data.subarray(rows[0], rows[1])));

@@ -87,19 +87,24 @@ class VitBuilder {
     this.T = numTokens(cfg);
   }
 
+  /** A transformer linear layer (qkv, proj, fc1, fc2): the custom emitter's when one is given. */
+  private linear(x: Value, prefix: string, out: number, inp: number, rows: [number, number] = [0, out]): Value {
+    if (this.opts.linear && !this.g.training) return this.opts.linear(x, { prefix, out, inp, rows });
+    return this.floatLinear(x, prefix, out, inp, rows);
+  }
+
   /**
    * x [R, in] -> [R, out] with timm's weight [out, in]. Training graphs: one Gemm (transB, fused
    * bias) on the flat parameter slice. Inference graphs: MatMul with the weight baked as
    * [in, out] (pre-packed by ORT) and an Add.
    */
-  private linear(x: Value, prefix: string, out: number, inp: number, rows: [number, number] = [0, out], custom = true): Value {
+  private floatLinear(x: Value, prefix: string, out: number, inp: number, rows: [number, number] = [0, out]): Value {
     const g = this.g;
     const whole = rows[0] === 0 && rows[1] === out;
     if (g.training) {
       if (!whole) throw new Error('row slices of linear layers are for inference graphs');
       return g.linear(x, this.p(prefix + '.weight', [out, inp]), this.p(prefix + '.bias', [out]));
     }
-    if (custom && this.opts.linear) return this.opts.linear(x, { prefix, out, inp, rows });
     let wT = this.param(prefix + '.weight', [out, inp], true); // [in, out]
     let b = this.p(prefix + '.bias', [out]);
     if (!whole) {
@@ -149,6 +154,14 @@ class VitBuilder {
     return this.g.mul(out, this.g.gather(this.dropKeep, row, 0)); // [B*T, D] * [B*T, 1]
   }
 
+  /** Inference graphs: [B*T, n*H*hd] (e.g. q|k|v) -> n tensors [B, H, T, hd], heads batched. */
+  private splitHeads(x: Value, n: number): Value[] {
+    const g = this.g;
+    const { num_heads: H, head_dim: hd } = this.cfg;
+    const heads = g.transpose(g.reshape(x, [this.batch, this.T, n, H, hd]), [2, 0, 3, 1, 4]); // [n, B, H, T, hd]
+    return g.split(heads, 0, new Array(n).fill(1)).map((t) => g.reshape(t, [this.batch, H, this.T, hd]));
+  }
+
   /** A_i(z) = Proj(MHSA(LN1(z))), z [B*T, D] -> [B*T, D]. */
   attention(i: number, z: Value): Value {
     const g = this.g;
@@ -173,8 +186,7 @@ class VitBuilder {
         }
         merged = g.reshape(H === 1 ? outs[0] : g.concat(outs, 2), [this.rows(T), H * hd]); // [B*T, H*hd]
       } else {
-        const heads = g.transpose(g.reshape(qkv, [this.batch, T, 3, H, hd]), [2, 0, 3, 1, 4]); // [3, B, H, T, hd]
-        const [q, k, v] = g.split(heads, 0, [1, 1, 1]).map((t) => g.reshape(t, [this.batch, H, T, hd])); // [B, H, T, hd]
+        const [q, k, v] = this.splitHeads(qkv, 3); // [B, H, T, hd]
         const qs = this.opts.scaleInQuery ? q : g.mul(q, g.scalar(1 / Math.sqrt(hd)));
         const scores = g.matmul(qs, g.transpose(k, [0, 1, 3, 2])); // [B, H, T, T]
         const out = g.matmul(g.softmax(scores, -1), v); // [B, H, T, hd]
@@ -197,8 +209,7 @@ class VitBuilder {
       const h = g.layerNorm(z, this.p(pre + 'norm1.weight', [D]), this.p(pre + 'norm1.bias', [D]), eps).y; // [B*T, D]
       const HD = H * hd;
       const kv = this.linear(h, pre + 'attn.qkv', 3 * HD, D, [HD, 3 * HD]); // [B*T, 2*H*hd]
-      const heads = g.transpose(g.reshape(kv, [this.batch, T, 2, H, hd]), [2, 0, 3, 1, 4]); // [2, B, H, T, hd]
-      const [k, v] = g.split(heads, 0, [1, 1]).map((t) => g.reshape(t, [this.batch, H, T, hd]));
+      const [k, v] = this.splitHeads(kv, 2); // [B, H, T, hd]
       const zCls = g.gather(g.reshape(z, [this.batch, T, D]), 0, 1); // [B, D]
       const hCls = g.gather(g.reshape(h, [this.batch, T, D]), 0, 1); // [B, D]
       let q = g.reshape(this.linear(hCls, pre + 'attn.qkv', 3 * HD, D, [0, HD]), [this.batch, H, 1, hd]); // [B, H, 1, hd]
@@ -228,7 +239,7 @@ class VitBuilder {
     const { embed_dim: D, num_classes: K, eps } = this.cfg;
     const cls = clsOnly ? z : g.gather(g.reshape(z, [this.batch, this.T, D]), 0, 1); // [B, D]
     const h = g.layerNorm(cls, this.p('norm.weight', [D]), this.p('norm.bias', [D]), eps).y;
-    return this.linear(h, 'head', K, D, [0, K], false);
+    return this.floatLinear(h, 'head', K, D);
   }
 
   /** One block of SPEC section 2 in the given phase; x [B*T, D] is the block input. */

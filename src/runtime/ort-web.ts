@@ -10,7 +10,7 @@ export interface WebTiming {
   errors: (string | null)[];
 }
 
-/** Times each model in interleaved rounds (warm-up first), all in one wasm instance. */
+/** Times each model in interleaved rounds (warm-up, then `runs` timed runs per round), all in one wasm instance. */
 export async function timeModelsWeb(models: Uint8Array[], o: { threads: number; shape: number[]; runs: number; rounds: number; warmup: number }): Promise<WebTiming> {
   ort.env.wasm.numThreads = o.threads;
   const errors: (string | null)[] = models.map(() => null);
@@ -25,14 +25,13 @@ export async function timeModelsWeb(models: Uint8Array[], o: { threads: number; 
   const n = o.shape.reduce((a, b) => a * b, 1);
   const x = new ort.Tensor('float32', new Float32Array(n).map((_, i) => Math.sin(0.37 * i)), o.shape);
   const times: (number[] | null)[] = sessions.map((s) => (s ? [] : null));
-  const perRound = Math.max(1, Math.round(o.runs / o.rounds));
   for (let round = 0; round < o.rounds; round++) {
     for (let i = 0; i < sessions.length; i++) {
       const s = sessions[i];
       if (!s || !times[i]) continue;
       try {
         for (let w = 0; w < o.warmup; w++) await s.run({ x });
-        for (let r = 0; r < perRound; r++) {
+        for (let r = 0; r < o.runs; r++) {
           const t0 = performance.now();
           await s.run({ x });
           times[i]!.push(performance.now() - t0);
