@@ -5,8 +5,11 @@
 // topological order because a node can only read values that exist when it is created.
 // Only nodes on a path from `wrt` to the loss are differentiated.
 //
-// Gradients are written compactly with the ops ONNX Runtime runs fast: LayerNormalization's
-// backward reuses its saved mean and inverse std; Softmax's is y * (dy - sum(dy * y)).
+// Gradients are written compactly with the ops ONNX Runtime runs fast, because on a small ViT
+// most of a training step outside the Gemms is element-wise passes over activations, each
+// costing about the same (memory-bound): LayerNormalization's backward reuses the saved mean
+// and inverse std (and, for a unit-affine norm, its output as xhat); the erf gate's (GELU in
+// training graphs, Graph.erfGate) reuses the saved 1 + erf(u). Softmax's is y (dy - sum(dy y)).
 
 import {
   dimEq,
@@ -82,12 +85,21 @@ function erfGrad(g: Graph, x: Value, dy: Value): Value {
   return g.mul(dy, g.mul(g.exp(g.neg(g.mul(x, x))), g.scalar(2 / Math.sqrt(Math.PI))));
 }
 
-/** d/dx x Phi(x) = Phi(x) + x phi(x), Phi the normal CDF, phi its density; `cdf` if saved. */
-function geluGrad(g: Graph, x: Value, dy: Value, cdf?: Value): Value {
-  const Phi = cdf ?? g.mul(g.add(g.erf(g.mul(x, g.scalar(Math.SQRT1_2))), g.scalar(1)), g.scalar(0.5));
+/** d/dx x Phi(x) = Phi(x) + x phi(x), Phi the normal CDF, phi its density. */
+function geluGrad(g: Graph, x: Value, dy: Value): Value {
+  const Phi = g.mul(g.add(g.erf(g.mul(x, g.scalar(Math.SQRT1_2))), g.scalar(1)), g.scalar(0.5));
   // x phi(x) = x exp(-x^2 / 2) / sqrt(2 pi)
   const xpdf = g.mul(g.mul(x, g.scalar(1 / Math.sqrt(2 * Math.PI))), g.exp(g.mul(g.mul(x, x), g.scalar(-0.5))));
   return g.mul(dy, g.add(Phi, xpdf));
+}
+
+/**
+ * d/du u (1 + erf(u)) = (1 + erf(u)) + (2 / sqrt pi) u exp(-u^2), from the saved 1 + erf(u):
+ * six passes over the activations.
+ */
+function erfGateGrad(g: Graph, u: Value, onePlusErf: Value, dy: Value): Value {
+  const ue = g.div(u, g.exp(g.mul(u, u))); // u exp(-u^2); where exp overflows, 0, the limit
+  return g.mul(dy, g.add(onePlusErf, g.mul(ue, g.scalar(2 / Math.sqrt(Math.PI)))));
 }
 
 const RULES: Record<string, Rule> = {
@@ -114,7 +126,8 @@ const RULES: Record<string, Rule> = {
     return [g.mul(dy[0]!, g.mul(g.pow(x[0], p - 1), g.scalar(p))), null];
   },
   Erf: ({ g, x, dy }) => [erfGrad(g, x[0], dy[0]!)],
-  Gelu: ({ g, x, y, dy }) => [geluGrad(g, x[0], dy[0]!, y[1])],
+  Gelu: ({ g, x, dy }) => [geluGrad(g, x[0], dy[0]!)],
+  ErfGate: ({ g, x, y, dy }) => [erfGateGrad(g, x[0], y[1], dy[0]!)],
   Where: ({ g, x, dy, need }) => {
     const zero = g.constant([0], [], dy[0]!.dtype);
     return [
@@ -203,16 +216,19 @@ const RULES: Record<string, Rule> = {
   LayerNormalization: ({ g, x, y, dy, need }) => {
     if (dy[1] || dy[2]) throw new GraphError('LayerNormalization: gradients through mean/invStd outputs are not supported');
     const [xin, gamma] = x;
-    const [, mean, invStd] = y;
+    const beta = x[2] ?? null;
+    const [out, mean, invStd] = y;
     const d = dy[0]!;
-    const xhat = g.mul(g.sub(xin, mean), invStd); // [..., D]
+    // A unit-affine norm (Graph.normalize) outputs xhat itself: no recomputation, no scaling.
+    const unit = g.isFilled(gamma, 1) && (beta === null || g.isFilled(beta, 0));
+    const xhat = unit ? out : g.mul(g.sub(xin, mean), invStd); // [..., D]
     const lead = [...Array(xin.shape.length - 1).keys()];
     const rowSum = (v: Value) => sumRows(g, v) ?? g.reduceSum(v, lead, false);
     const dBeta = need[2] ? rowSum(d) : null;
     const dGamma = need[1] ? rowSum(g.mul(d, xhat)) : null;
     let dx: Value | null = null;
     if (need[0]) {
-      const dxhat = g.mul(d, gamma);
+      const dxhat = unit ? d : g.mul(d, gamma);
       const m1 = g.reduceMean(dxhat, [-1], true);
       const m2 = g.reduceMean(g.mul(dxhat, xhat), [-1], true);
       dx = g.mul(invStd, g.sub(g.sub(dxhat, m1), g.mul(xhat, m2)));

@@ -128,8 +128,8 @@ export interface GraphOptions {
   /** 'native': ONNX Erf/Gelu ops; 'rational': Cody's rational erf from primitive ops, for float64 (ORT has no float64 Erf kernel). */
   erf?: 'native' | 'rational';
   /**
-   * Graphs that will be differentiated: GELU keeps Phi(x) for its backward (erf once per
-   * element instead of twice); inference graphs use the single fused Gelu op.
+   * Graphs that will be differentiated (training steps, lossAndGradients): the ViT builder
+   * folds each LayerNorm's affine into the linear layer after it (model/vit-graph.ts).
    */
   training?: boolean;
 }
@@ -153,7 +153,7 @@ export class Graph {
    * Values computed by a decomposition of one op (rational erf, GELU in float64 graphs):
    * autodiff applies that op's gradient rule to `input` instead of differentiating the pieces.
    */
-  readonly composites = new Map<string, { op: 'Erf' | 'Gelu' | 'LayerNormalization'; inputs: Value[]; outputs: Value[] }>();
+  readonly composites = new Map<string, { op: 'Erf' | 'Gelu' | 'ErfGate' | 'LayerNormalization'; inputs: Value[]; outputs: Value[] }>();
 
   constructor(readonly name: string, opts: GraphOptions) {
     this.dtype = opts.dtype;
@@ -304,19 +304,45 @@ export class Graph {
   }
 
   /**
-   * Exact (erf) GELU, x Phi(x). Inference graphs: one fused op (ONNX Gelu from opset 20, else
-   * com.microsoft Gelu). Training
-   * graphs: Phi(x) = (1 + erf(x / sqrt 2)) / 2 is kept as a second output of the composite, so
-   * the backward reuses it instead of evaluating erf again.
+   * Exact (erf) GELU, x Phi(x), for inference graphs: one fused op (ONNX Gelu from opset 20,
+   * else com.microsoft Gelu). Rational-erf graphs (float64): a composite that autodiff
+   * differentiates with the Gelu rule.
    */
   gelu(x: Value): Value {
-    if (this.erfMode === 'native' && !this.training) return this.node1('Gelu', [x], {}, x.dtype, x.shape, undefined, this.opset >= 20 ? '' : 'com.microsoft');
-    const t = this.mul(x, this.scalar(Math.SQRT1_2));
-    const e = this.erfMode === 'native' ? this.unary('Erf', t) : this.rationalErf(t);
-    const cdf = this.mul(this.add(e, this.scalar(1)), this.scalar(0.5));
+    if (this.erfMode === 'native') return this.node1('Gelu', [x], {}, x.dtype, x.shape, undefined, this.opset >= 20 ? '' : 'com.microsoft');
+    const cdf = this.mul(this.add(this.rationalErf(this.mul(x, this.scalar(Math.SQRT1_2))), this.scalar(1)), this.scalar(0.5));
     const y = this.mul(x, cdf);
-    this.composites.set(y.name, { op: 'Gelu', inputs: [x], outputs: [y, cdf] });
+    this.composites.set(y.name, { op: 'Gelu', inputs: [x], outputs: [y] });
     return y;
+  }
+
+  /**
+   * The erf gate u (1 + erf(u)) = sqrt 2 GELU(sqrt 2 u), GELU for training graphs: with the
+   * 1/sqrt 2 scales folded into the neighbouring weights (model/vit-graph.ts) it takes three
+   * passes over the activations, and its backward six, reusing the saved 1 + erf(u) (a
+   * decomposed x Phi(x) took five and seven). A composite, so autodiff applies one rule.
+   */
+  erfGate(u: Value): Value {
+    const onePlusErf = this.add(this.erf(u), this.scalar(1));
+    const y = this.mul(u, onePlusErf);
+    this.composites.set(y.name, { op: 'ErfGate', inputs: [u], outputs: [y, onePlusErf] });
+    return y;
+  }
+
+  /** A [n] constant filled with `value` (cached, so rules can recognise it with isFilled). */
+  filled(n: number, value: number): Value {
+    const key = `filled|${this.dtype}|${n}|${value}`;
+    let v = this.constCache.get(key);
+    if (!v) {
+      v = this.constant(new Float64Array(n).fill(value), [n]);
+      this.constCache.set(key, v);
+    }
+    return v;
+  }
+
+  /** Whether v is the cached constant filled(n, value). */
+  isFilled(v: Value | null, value: number): boolean {
+    return v !== null && v.shape.length === 1 && this.constCache.get(`filled|${this.dtype}|${v.shape[0]}|${value}`) === v;
   }
 
   /** A [1, n] constant of ones (cached): row sums as a Gemm. */
@@ -538,23 +564,26 @@ export class Graph {
 
   /**
    * LayerNormalization over the last axis. Mean and inverse std are outputs too: the gradient
-   * reuses them instead of recomputing. Float64 graphs compute it from primitive ops (ONNX
-   * Runtime has no LayerNormalization kernel with float64 statistics) as a composite that
-   * autodiff differentiates with the same rule.
+   * reuses them instead of recomputing. `beta` may be null (no shift). Float64 graphs compute it
+   * from primitive ops (ONNX Runtime has no LayerNormalization kernel with float64 statistics)
+   * as a composite that autodiff differentiates with the same rule.
    */
-  layerNorm(x: Value, gamma: Value, beta: Value, eps: number): { y: Value; mean: Value; invStd: Value } {
+  layerNorm(x: Value, gamma: Value, beta: Value | null, eps: number): { y: Value; mean: Value; invStd: Value } {
     const stat = [...x.shape.slice(0, -1), 1];
     if (this.dtype === 'float64') {
       const mean = this.reduceMean(x, [-1], true);
       const xc = this.sub(x, mean);
       const invStd = this.div(this.scalar(1), this.sqrt(this.add(this.reduceMean(this.mul(xc, xc), [-1], true), this.scalar(eps))));
-      const y = this.add(this.mul(this.mul(xc, invStd), gamma), beta);
-      this.composites.set(y.name, { op: 'LayerNormalization', inputs: [x, gamma, beta], outputs: [y, mean, invStd] });
+      let y = this.mul(xc, invStd);
+      if (!this.isFilled(gamma, 1)) y = this.mul(y, gamma);
+      if (beta) y = this.add(y, beta);
+      this.composites.set(y.name, { op: 'LayerNormalization', inputs: [x, gamma, ...(beta ? [beta] : [])], outputs: [y, mean, invStd] });
       return { y, mean, invStd };
     }
     const [y, mean, invStd] = this.node(
       'LayerNormalization',
-      [x, gamma, beta],
+      // A trailing '' for an omitted bias crashes ONNX Runtime 1.30 (SIGSEGV); leave it off.
+      beta ? [x, gamma, beta] : [x, gamma],
       { axis: -1, epsilon: float(eps) },
       [
         { dtype: x.dtype, shape: x.shape },
@@ -563,6 +592,11 @@ export class Graph {
       ],
     );
     return { y, mean, invStd };
+  }
+
+  /** LayerNormalization without affine: xhat = (x - mean) / sqrt(var + eps) over the last axis. */
+  normalize(x: Value, eps: number): { y: Value; mean: Value; invStd: Value } {
+    return this.layerNorm(x, this.filled(mustNum(x.shape[x.shape.length - 1], 'normalize'), 1), null, eps);
   }
 }
 

@@ -115,6 +115,30 @@ class VitBuilder {
     return g.add(g.matmul(x, wT), b); // ORT fuses this into a Gemm on the pre-packed weight
   }
 
+  /**
+   * LayerNorm `norm` then linear layer `lin`, times `scale`: z [R, D] -> [R, out]. Training
+   * graphs fold the norm's affine (and the scale) into the layer,
+   *   LN(z) W^T + b = xhat (W diag(gamma))^T + (W beta + b),
+   * so the [R, D] activations pass through one unit-affine LayerNormalization whose output the
+   * backward reuses as xhat, and the gamma/beta gradients come from weight-sized ops ([out, D])
+   * instead of four more passes over [R, D].
+   */
+  private normLinear(z: Value, norm: string, lin: string, out: number, scale = 1): Value {
+    const g = this.g;
+    const { embed_dim: D, eps } = this.cfg;
+    const gamma = this.p(norm + '.weight', [D]);
+    const beta = this.p(norm + '.bias', [D]);
+    if (!g.training) {
+      if (scale !== 1) throw new Error('scaled normLinear is for training graphs');
+      return this.linear(g.layerNorm(z, gamma, beta, eps).y, lin, out, D);
+    }
+    const w = this.p(lin + '.weight', [out, D]);
+    const wFolded = g.mul(w, scale === 1 ? gamma : g.mul(gamma, g.scalar(scale))); // [out, D]
+    let bFolded = g.reshape(g.gemm(g.reshape(beta, [1, D]), w, this.p(lin + '.bias', [out]), { transB: true }), [out]); // [out]
+    if (scale !== 1) bFolded = g.mul(bFolded, g.scalar(scale));
+    return g.linear(g.normalize(z, eps).y, wFolded, bFolded);
+  }
+
   /** batch * n, e.g. the B*T rows of the residual stream. */
   private rows(n: number): Dim {
     return typeof this.batch === 'number' ? this.batch * n : { b: this.batch.b * n };
@@ -169,8 +193,7 @@ class VitBuilder {
     const T = this.T;
     const pre = `blocks.${i}.`;
     return g.scope(`blocks.${i}.attn`, () => {
-      const h = g.layerNorm(z, this.p(pre + 'norm1.weight', [D]), this.p(pre + 'norm1.bias', [D]), eps).y;
-      const qkv = this.linear(h, pre + 'attn.qkv', 3 * H * hd, D); // [B*T, 3*H*hd]
+      const qkv = this.normLinear(z, pre + 'norm1', pre + 'attn.qkv', 3 * H * hd); // [B*T, 3*H*hd]
       // Training graphs: one Split gives every head's q, k, v as [B, T, hd]; per-head batched
       // MatMuls need no 5-D transposes (ORT: 2.6 ms vs 4.7 ms for this core at batch 64) and
       // the gradients are one Concat / Split. Inference graphs: heads batched as [B, H, T, hd]
@@ -227,9 +250,16 @@ class VitBuilder {
     const { embed_dim: D, mlp_hidden: M, eps } = this.cfg;
     const pre = `blocks.${i}.`;
     return g.scope(`blocks.${i}.mlp`, () => {
-      const h = g.layerNorm(z, this.p(pre + 'norm2.weight', [D]), this.p(pre + 'norm2.bias', [D]), eps).y;
-      const a = g.gelu(this.linear(h, pre + 'mlp.fc1', M, D)); // [B*T, M]
-      return this.dropPath(this.linear(a, pre + 'mlp.fc2', D, M), 2 * i + 1);
+      let out: Value;
+      if (g.training) {
+        // GELU(x) = erfGate(x / sqrt 2) / sqrt 2, the two scales folded into fc1 and fc2's weights
+        const a = g.erfGate(this.normLinear(z, pre + 'norm2', pre + 'mlp.fc1', M, Math.SQRT1_2)); // [B*T, M]
+        const w2 = g.mul(this.p(pre + 'mlp.fc2.weight', [D, M]), g.scalar(Math.SQRT1_2)); // [D, M]
+        out = g.linear(a, w2, this.p(pre + 'mlp.fc2.bias', [D]));
+      } else {
+        out = this.linear(g.gelu(this.normLinear(z, pre + 'norm2', pre + 'mlp.fc1', M)), pre + 'mlp.fc2', D, M);
+      }
+      return this.dropPath(out, 2 * i + 1);
     });
   }
 
@@ -238,8 +268,8 @@ class VitBuilder {
     const g = this.g;
     const { embed_dim: D, num_classes: K, eps } = this.cfg;
     const cls = clsOnly ? z : g.gather(g.reshape(z, [this.batch, this.T, D]), 0, 1); // [B, D]
-    const h = g.layerNorm(cls, this.p('norm.weight', [D]), this.p('norm.bias', [D]), eps).y;
-    return this.floatLinear(h, 'head', K, D);
+    if (g.training) return this.normLinear(cls, 'norm', 'head', K);
+    return this.floatLinear(g.layerNorm(cls, this.p('norm.weight', [D]), this.p('norm.bias', [D]), eps).y, 'head', K, D);
   }
 
   /** One block of SPEC section 2 in the given phase; x [B*T, D] is the block input. */
