@@ -40,6 +40,22 @@ test('exported golden models reproduce expected.json within 1e-4 (class-token-on
   }
 });
 
+test('fused attention (com.microsoft MultiHeadAttention) exports reproduce expected.json within 1e-4', async () => {
+  for (const name of ['deep', 'folded-k3', 'folded-k6']) {
+    const model = loadModel(join(GOLDEN, `${name}.safetensors`));
+    const want = Float64Array.from(expected.find((c) => c.model === name)!.logits.flat());
+    for (const clsOnly of [true, false]) {
+      const g = buildExportGraph(model, { clsOnly, attention: 'fused' });
+      assert.equal(g.nodes.filter((n) => n.op === 'MultiHeadAttention' && n.domain === 'com.microsoft').length, model.config.depth);
+      assert.equal(g.nodes.filter((n) => n.op === 'Softmax' || n.op === 'Transpose').length, 1, 'only the patchify transpose is left');
+      const got = await run(toOnnxBytes(g), x);
+      assert.ok(compareLogits(want, got).maxRel < 1e-4, `${name} clsOnly=${clsOnly}: ${compareLogits(want, got).maxRel}`);
+    }
+    const int8 = compareLogits(want, await run(toOnnxBytes(buildExportGraph(model, { precision: 'int8', attention: 'fused' })), x)).maxRel;
+    assert.ok(int8 < 6e-2, `${name} int8 fused: ${int8}`);
+  }
+});
+
 test('export of a folded DeiT-Tiny-shaped model validates against the float64 reference', async () => {
   const cfg = preset('deit-tiny');
   const deep: Model = { config: cfg, structure: { kind: 'plain' }, params: initParams(cfg, 3), dtype: 'F32', extraMetadata: {} };
@@ -151,7 +167,7 @@ for path in sys.argv[1:]:
 const haveChecker = spawnSync('/usr/bin/python3', ['-c', 'import onnx'], { encoding: 'utf8' }).status === 0;
 const requireChecker = process.env.VITFOLD_REQUIRE_ONNX_CHECKER === '1';
 
-test('the ONNX checker accepts fp32, fp16 and int8 exports (and rejects a broken graph)', { skip: !haveChecker && !requireChecker ? 'python3-onnx not installed (apt-get install python3-onnx)' : false }, () => {
+test('the ONNX checker accepts fp32, fp16, int8 and fused-attention exports (and rejects a broken graph)', { skip: !haveChecker && !requireChecker ? 'python3-onnx not installed (apt-get install python3-onnx)' : false }, () => {
   assert.ok(haveChecker, 'VITFOLD_REQUIRE_ONNX_CHECKER=1 but /usr/bin/python3 cannot import onnx (apt-get install python3-onnx)');
   const dir = tmpDir();
   const files: string[] = [];
@@ -163,6 +179,9 @@ test('the ONNX checker accepts fp32, fp16 and int8 exports (and rejects a broken
       files.push(f);
     }
   }
+  const fused = join(dir, 'fp32-fused.onnx');
+  writeFileSync(fused, toOnnxBytes(buildExportGraph(m, { attention: 'fused' })));
+  files.push(fused);
   // A broken graph: the first node reads a value nobody defines.
   const broken = buildExportGraph(m);
   broken.nodes[0].inputs[0] = 'undefined_value';

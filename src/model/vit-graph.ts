@@ -45,6 +45,12 @@ export interface ForwardOptions {
    * int8 (deploy/export.ts). Patch embedding and head always use the float path.
    */
   linear?: LinearEmitter;
+  /**
+   * Attention core as ONNX Runtime's fused com.microsoft MultiHeadAttention (q, k, v from
+   * three linear layers, no head transposes) instead of MatMul/Softmax/MatMul. Inference
+   * graphs; needs scaleInQuery.
+   */
+  fusedAttention?: boolean;
 }
 
 /** A linear layer x [R, in] -> [R, rows[1] - rows[0]]: rows [r0, r1) of timm's weight [out, in]. */
@@ -186,6 +192,13 @@ class VitBuilder {
     return g.split(heads, 0, new Array(n).fill(1)).map((t) => g.reshape(t, [this.batch, H, this.T, hd]));
   }
 
+  /** com.microsoft MultiHeadAttention: q [B, Tq, H*hd], k, v [B, T, H*hd] -> [B, Tq, H*hd]. */
+  private mha(q: Value, k: Value, v: Value): Value {
+    if (!this.opts.scaleInQuery) throw new Error('fused attention expects the query scale folded into the weights');
+    const { num_heads: H } = this.cfg;
+    return this.g.node('MultiHeadAttention', [q, k, v], { num_heads: H, scale: { float: 1 } }, [{ dtype: q.dtype, shape: q.shape }], 'com.microsoft')[0];
+  }
+
   /** A_i(z) = Proj(MHSA(LN1(z))), z [B*T, D] -> [B*T, D]. */
   attention(i: number, z: Value): Value {
     const g = this.g;
@@ -193,6 +206,12 @@ class VitBuilder {
     const T = this.T;
     const pre = `blocks.${i}.`;
     return g.scope(`blocks.${i}.attn`, () => {
+      if (this.opts.fusedAttention && !g.training) {
+        const h = g.layerNorm(z, this.p(pre + 'norm1.weight', [D]), this.p(pre + 'norm1.bias', [D]), eps).y; // [B*T, D]
+        const HD = H * hd;
+        const [q, k, v] = [0, 1, 2].map((j) => g.reshape(this.linear(h, pre + 'attn.qkv', 3 * HD, D, [j * HD, (j + 1) * HD]), [this.batch, T, HD])); // [B, T, H*hd]
+        return this.linear(g.reshape(this.mha(q, k, v), [this.rows(T), HD]), pre + 'attn.proj', D, HD);
+      }
       const qkv = this.normLinear(z, pre + 'norm1', pre + 'attn.qkv', 3 * H * hd); // [B*T, 3*H*hd]
       // Training graphs: one Split gives every head's q, k, v as [B, T, hd]; per-head batched
       // MatMuls need no 5-D transposes (ORT: 2.6 ms vs 4.7 ms for this core at batch 64) and
@@ -231,13 +250,20 @@ class VitBuilder {
     return g.scope(`blocks.${i}.cls_only`, () => {
       const h = g.layerNorm(z, this.p(pre + 'norm1.weight', [D]), this.p(pre + 'norm1.bias', [D]), eps).y; // [B*T, D]
       const HD = H * hd;
-      const kv = this.linear(h, pre + 'attn.qkv', 3 * HD, D, [HD, 3 * HD]); // [B*T, 2*H*hd]
-      const [k, v] = this.splitHeads(kv, 2); // [B, H, T, hd]
       const zCls = g.gather(g.reshape(z, [this.batch, T, D]), 0, 1); // [B, D]
       const hCls = g.gather(g.reshape(h, [this.batch, T, D]), 0, 1); // [B, D]
-      let q = g.reshape(this.linear(hCls, pre + 'attn.qkv', 3 * HD, D, [0, HD]), [this.batch, H, 1, hd]); // [B, H, 1, hd]
-      if (!this.opts.scaleInQuery) q = g.mul(q, g.scalar(1 / Math.sqrt(hd)));
-      const att = g.matmul(g.softmax(g.matmul(q, g.transpose(k, [0, 1, 3, 2])), -1), v); // [B, H, 1, hd]
+      let att: Value;
+      if (this.opts.fusedAttention) {
+        const [k, v] = [1, 2].map((j) => g.reshape(this.linear(h, pre + 'attn.qkv', 3 * HD, D, [j * HD, (j + 1) * HD]), [this.batch, T, HD])); // [B, T, H*hd]
+        const q = g.reshape(this.linear(hCls, pre + 'attn.qkv', 3 * HD, D, [0, HD]), [this.batch, 1, HD]); // [B, 1, H*hd]
+        att = this.mha(q, k, v); // [B, 1, H*hd]
+      } else {
+        const kv = this.linear(h, pre + 'attn.qkv', 3 * HD, D, [HD, 3 * HD]); // [B*T, 2*H*hd]
+        const [k, v] = this.splitHeads(kv, 2); // [B, H, T, hd]
+        let q = g.reshape(this.linear(hCls, pre + 'attn.qkv', 3 * HD, D, [0, HD]), [this.batch, H, 1, hd]); // [B, H, 1, hd]
+        if (!this.opts.scaleInQuery) q = g.mul(q, g.scalar(1 / Math.sqrt(hd)));
+        att = g.matmul(g.softmax(g.matmul(q, g.transpose(k, [0, 1, 3, 2])), -1), v); // [B, H, 1, hd]
+      }
       let r = g.add(zCls, this.linear(g.reshape(att, [this.batch, H * hd]), pre + 'attn.proj', D, H * hd)); // [B, D]
       r = g.add(r, this.ffn(i, r));
       return r;
