@@ -1,8 +1,9 @@
 // Training-step benchmark: vitfold's one-graph step (forward, gradients, AdamW) against PyTorch
 // eager on the same model and batch, measured in the same run, in alternating rounds (this
-// machine's speed drifts by +-15% over minutes). Prints median ms/step, images/s, the ratio.
+// machine's speed drifts by +-15% over minutes). Prints median ms/step, images/s, the ratio of
+// the medians and the ratio per round (each round pairs a PyTorch run with a vitfold run).
 // Usage:
-//   npm run bench:train [-- --preset vit-28 --batch 64 --threads 2 --rounds 3 --steps 6 --warmup 3]
+//   npm run bench:train [-- --preset vit-28 --batch 64 --threads 2 --rounds 5 --steps 6 --warmup 3]
 //
 // The PyTorch peer needs Debian's python3-torch (run with the OpenMP OpenBLAS from
 // libopenblas0-openmp, as DEVELOPERS.md says); without it that row is skipped with a note.
@@ -25,7 +26,7 @@ const { values: a } = parseArgs({
     batch: { type: 'string', default: '64' },
     threads: { type: 'string', default: '2' },
     steps: { type: 'string', default: '6' },
-    rounds: { type: 'string', default: '3' },
+    rounds: { type: 'string', default: '5' },
     warmup: { type: 'string', default: '3' },
     'no-torch': { type: 'boolean', default: false },
     arena: { type: 'string', default: 'on' },
@@ -82,16 +83,24 @@ const oursTimes: number[] = [];
 const torchTimes: number[] = [];
 let torchNote = a['no-torch'] ? 'skipped (--no-torch)' : '';
 let torchVersion = '';
+// Per round, PyTorch's median over ours: each pair was measured minutes apart at most, so a
+// slow phase of the machine hits both sides of a pair.
+const roundRatios: number[] = [];
 for (let r = 0; r < rounds; r++) {
+  let torchMedian = 0;
   if (!torchNote) {
     const t = torchRound();
     if (typeof t === 'string') torchNote = t;
     else {
       torchTimes.push(...t.times);
       torchVersion = t.version;
+      torchMedian = median(t.times);
     }
   }
-  await ours.run(steps, oursTimes);
+  const mine: number[] = [];
+  await ours.run(steps, mine);
+  oursTimes.push(...mine);
+  if (torchMedian) roundRatios.push(torchMedian / median(mine));
 }
 await ours.release();
 const mo = median(oursTimes);
@@ -101,5 +110,5 @@ if (torchNote) {
 } else {
   const mt = median(torchTimes);
   console.log(`pytorch eager (${torchVersion}): ${mt.toFixed(1)} ms/step, ${((batch * 1000) / mt).toFixed(0)} images/s`);
-  console.log(`speed-up vitfold vs pytorch eager: ${(mt / mo).toFixed(2)}x`);
+  console.log(`speed-up vitfold vs pytorch eager: ${(mt / mo).toFixed(2)}x (medians of all steps); per round ${roundRatios.map((x) => x.toFixed(2)).join(', ')}, median ${median(roundRatios).toFixed(2)}x`);
 }
