@@ -169,6 +169,10 @@ test('export in each precision: writes the file, validates, reports; a bad opset
     assert.match(r.out, new RegExp(`wrote .*m-${precision}.onnx .*${precision}, opset 17, batch symbolic\\): 3 layers, 12 heads x 16`));
     assert.match(r.out, new RegExp(`validate onnxruntime-node ${precision} vs float64 reference .* OK`));
   }
+  const fused = vitfold('export', model, '--attention', 'fused', '--out', join(dir, 'fused.onnx'));
+  assert.equal(fused.code, 0, fused.out + fused.err);
+  assert.match(fused.out, /wrote .*fused.onnx .*fp32, opset 17, fused attention, batch symbolic\)/);
+  assert.match(fused.out, /validate onnxruntime-node fp32 vs float64 reference .* OK/);
   // an impossible tolerance makes the validation fail with exit code 1
   const strict = vitfold('export', model, '--precision', 'int8', '--tol', '1e-9', '--out', join(dir, 'strict.onnx'));
   assert.equal(strict.code, 1);
