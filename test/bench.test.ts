@@ -12,6 +12,7 @@ import { preset } from '../src/core/config.js';
 import { exportFlopsPerImage, flopsPerImage } from '../src/core/flops.js';
 import { foldedConfig } from '../src/core/fold.js';
 import { benchSvg, formatBench, modelsAtDepths, runBench } from '../src/deploy/bench.js';
+import { findChromium } from '../src/deploy/bench-browser.js';
 import { randomModel, REPO, smallConfig, tmpDir } from './helpers.js';
 
 test('runBench: every depth x precision on node and web, ratios vs the deep fp32 export, memory, JSON, SVG', async () => {
@@ -40,6 +41,36 @@ test('runBench: every depth x precision on node and web, ratios vs the deep fp32
   assert.match(svg, /^<svg /);
   assert.equal((svg.match(/<rect /g) ?? []).length, r.rows.length);
   assert.match(formatBench(r), /vitfold export 2L\s+int8\s+2\s+1/);
+});
+
+// The browser runtime needs Chromium (CI installs Debian's chromium and sets
+// VITFOLD_REQUIRE_CHROMIUM=1, so the test cannot be skipped there).
+const requireChromium = process.env.VITFOLD_REQUIRE_CHROMIUM === '1';
+const chromium = findChromium();
+test('runBench in headless Chromium: onnxruntime-web rows for every depth, ratios, the browser named', { skip: !chromium && !requireChromium ? 'Chromium not installed (apt-get install chromium)' : false }, async () => {
+  assert.ok(chromium, 'VITFOLD_REQUIRE_CHROMIUM=1 but no chromium on PATH (apt-get install chromium)');
+  const deep = randomModel(smallConfig(), 2);
+  const r = await runBench({ deep, depths: [6, 3], batches: [1], threads: [2], precisions: ['fp32', 'int8'], runtimes: ['browser'], runs: 2, rounds: 2, warmup: 1, peers: false, memory: false, log: () => {} });
+  const rows = r.rows.filter((x) => x.runtime === 'browser');
+  assert.deepEqual(rows.map((x) => `${x.depth}${x.precision}`), ['6fp32', '6int8', '3fp32', '3int8']);
+  for (const x of rows) assert.ok(x.minMs > 0 && x.minMs <= x.medianMs && x.medianMs <= x.maxMs, JSON.stringify(x));
+  assert.equal(rows[0].ratio, 1);
+  assert.match(r.notes.join('\n'), /browser: .*HeadlessChrome\/\d+/);
+  assert.match(formatBench(r), /browser\s+vitfold export 3L\s+int8/);
+});
+
+test('the browser runtime is skipped with a note when Chromium cannot be found', async () => {
+  const saved = process.env.VITFOLD_CHROMIUM;
+  process.env.VITFOLD_CHROMIUM = '/nonexistent/chromium';
+  try {
+    assert.equal(findChromium(), undefined);
+    const r = await runBench({ deep: randomModel(smallConfig(), 2), depths: [6], batches: [1], threads: [1], precisions: ['fp32'], runtimes: ['browser'], runs: 1, rounds: 1, warmup: 1, peers: false, memory: false, log: () => {} });
+    assert.equal(r.rows.length, 0);
+    assert.match(r.notes.join('\n'), /browser runtime skipped: Chromium not found \(apt-get install chromium, or set VITFOLD_CHROMIUM\)/);
+  } finally {
+    if (saved === undefined) delete process.env.VITFOLD_CHROMIUM;
+    else process.env.VITFOLD_CHROMIUM = saved;
+  }
 });
 
 test('modelsAtDepths folds with k = L / d and refuses depths that do not divide L', () => {

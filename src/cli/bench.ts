@@ -38,7 +38,7 @@ export function addBenchCommand(program: Command): void {
     .addOption(new Option('--batch <list>', 'batch sizes').argParser(positiveIntList('--batch')).default([1], '1'))
     .addOption(new Option('--threads <list>', 'intra-op thread counts').argParser(positiveIntList('--threads')).default([2], '2'))
     .addOption(new Option('--precision <list>', `export precisions (${PRECISIONS.join(', ')})`).argParser(choiceList('--precision', PRECISIONS)).default(['fp32', 'int8'], 'fp32,int8'))
-    .addOption(new Option('--runtime <list>', 'node (onnxruntime-node), web (onnxruntime-web wasm, SIMD + threads)').argParser(choiceList('--runtime', ['node', 'web'] as const)).default(['node'], 'node'))
+    .addOption(new Option('--runtime <list>', 'node (onnxruntime-node), web (onnxruntime-web wasm, SIMD + threads, under Node), browser (the same inside headless Chromium)').argParser(choiceList('--runtime', ['node', 'web', 'browser'] as const)).default(['node'], 'node'))
     .addOption(new Option('--runs <n>', 'timed runs per round').argParser(positiveInt('--runs')).default(10))
     .addOption(new Option('--rounds <n>', 'interleaved rounds (every model once per round)').argParser(positiveInt('--rounds')).default(5))
     .addOption(new Option('--warmup <n>', 'untimed runs before each round').argParser(positiveInt('--warmup')).default(3))
@@ -47,7 +47,7 @@ export function addBenchCommand(program: Command): void {
     .option('--out <dir>', 'where bench.json and bench.svg go', 'bench-results')
     .addHelpText(
       'after',
-      '\nBaselines need Debian\'s python3-torch (and libopenblas0-openmp); without it they are skipped with a note.\n\nExamples:\n  $ vitfold bench\n  $ vitfold bench --depths 12,3 --batch 1,8 --threads 1,2 --precision fp32,fp16,int8\n  $ vitfold bench --runtime node,web --no-peers\n  $ vitfold bench --model deit-tiny.safetensors --out results/deit',
+      '\nBaselines need Debian\'s python3-torch (and libopenblas0-openmp); without it they are skipped with a note.\n\nExamples:\n  $ vitfold bench\n  $ vitfold bench --depths 12,3 --batch 1,8 --threads 1,2 --precision fp32,fp16,int8\n  $ vitfold bench --runtime node,web --no-peers\n  $ vitfold bench --runtime browser --depths 12,3 --precision fp32\n  $ vitfold bench --model deit-tiny.safetensors --out results/deit',
     )
     .action(async (o: BenchFlags) => {
       let deep: Model;

@@ -5,6 +5,8 @@
 //   - PyTorch eager (bench/peers), in its own process;
 //   - the machine's fp32 matmul peak: one large constant-weight MatMul in ORT, timed in the
 //     same interleaved rounds, so "fraction of peak" compares like with like.
+//   - the same exports in onnxruntime-web (wasm) under Node ('web', bench-web-child.ts) and
+//     inside headless Chromium ('browser', bench-browser.ts).
 // Every node-runtime candidate is timed in interleaved rounds (this VM's speed drifts by ~15%
 // over minutes) with sessions that do not spin-wait against each other. Peak memory is each
 // model's own process (bench-memory.ts), not this one's.
@@ -24,8 +26,9 @@ import { toOnnxBytes } from '../graph/onnx.js';
 import { saveModel } from '../io.js';
 import { Session, type HostTensor } from '../runtime/ort.js';
 import type { WebTiming } from '../runtime/ort-web.js';
+import { findChromium, timeInChromium } from './bench-browser.js';
 
-export type BenchRuntime = 'node' | 'web';
+export type BenchRuntime = 'node' | 'web' | 'browser';
 
 export interface BenchOptions {
   /** The deep plain model (random weights unless the user gave a file). */
@@ -270,6 +273,23 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
           if (times[i]) rows.push(row('web', c, batch, threads, times[i]!));
           else notes.push(`onnxruntime-web could not run ${c.source} ${c.depth}L ${c.precision}`);
         });
+      }
+    }
+  }
+
+  if (o.runtimes.includes('browser')) {
+    const chromium = findChromium();
+    if (!chromium) notes.push('browser runtime skipped: Chromium not found (apt-get install chromium, or set VITFOLD_CHROMIUM)');
+    else {
+      for (const threads of o.threads) {
+        for (const batch of o.batches) {
+          const r = await timeInChromium(candidates.map((c) => c.file), { threads, shape: [batch, ...inputShape.slice(1)], runs: o.runs, rounds: o.rounds, warmup: o.warmup }, { chromium });
+          if (!notes.some((n) => n.startsWith('browser: '))) notes.push(`browser: ${r.browser}, onnxruntime-web wasm`);
+          candidates.forEach((c, i) => {
+            if (r.times[i]) rows.push(row('browser', c, batch, threads, r.times[i]!));
+            else notes.push(`Chromium's onnxruntime-web could not run ${c.source} ${c.depth}L ${c.precision}: ${r.errors[i]}`);
+          });
+        }
       }
     }
   }
