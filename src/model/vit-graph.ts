@@ -5,6 +5,11 @@
 // [B, H, T, hd] only around its two batched MatMuls. The patch embedding is a patchify
 // (Reshape/Transpose) followed by a Gemm, equal to timm's stride-P convolution.
 //
+// Training graphs (the ones autodiff differentiates) compute the same function with fewer
+// passes over the activations: each LayerNorm's affine is folded into the linear layer after it
+// (normLinear), and GELU is the erf gate u (1 + erf u) with its 1/sqrt 2 scales folded into the
+// fc1 and fc2 weights. Inference graphs keep timm's form (single-op LayerNorm and Gelu).
+//
 // Branched graphs take the join coefficients as inputs `join_attn` [L] and `join_ffn` [L], so
 // a schedule changes them without rebuilding. Each block is built in one of two phases:
 //   'attn'  f_b = 0, a_b in [0, 1]: A_j reads r + a (x - r); F_j reads r.
@@ -273,7 +278,7 @@ class VitBuilder {
   /** F_i(z) = fc2(GELU(fc1(LN2(z)))), z [B*T, D] -> [B*T, D]. */
   ffn(i: number, z: Value): Value {
     const g = this.g;
-    const { embed_dim: D, mlp_hidden: M, eps } = this.cfg;
+    const { embed_dim: D, mlp_hidden: M } = this.cfg;
     const pre = `blocks.${i}.`;
     return g.scope(`blocks.${i}.mlp`, () => {
       let out: Value;
