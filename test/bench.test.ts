@@ -41,6 +41,7 @@ test('runBench: every depth x precision on node and web, ratios vs the deep fp32
   assert.match(svg, /^<svg /);
   assert.equal((svg.match(/<rect /g) ?? []).length, r.rows.length);
   assert.match(formatBench(r), /vitfold export 2L\s+int8\s+2\s+1/);
+  assert.match(formatBench(r), /fp32 matmul peak \(ORT, 1024\^3 MatMul, fastest of the same rounds\): \d+\.\d GFLOP\/s at 1 thread\n/);
 });
 
 // The browser runtime needs Chromium (CI installs Debian's chromium and sets
@@ -57,6 +58,7 @@ test('runBench in headless Chromium: onnxruntime-web rows for every depth, ratio
   assert.equal(rows[0].ratio, 1);
   assert.match(r.notes.join('\n'), /browser: .*HeadlessChrome\/\d+/);
   assert.match(formatBench(r), /browser\s+vitfold export 3L\s+int8/);
+  assert.doesNotMatch(formatBench(r), /matmul peak/, 'no peak line without the node runtime');
 });
 
 test('the browser runtime is skipped with a note when Chromium cannot be found', async () => {

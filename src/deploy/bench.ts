@@ -329,7 +329,9 @@ export function formatBench(r: BenchResult): string {
   const lines: string[] = [];
   const c = r.config;
   lines.push(`${c.img_size}x${c.img_size}/${c.patch_size}, width ${c.embed_dim}, ${c.num_heads} heads, ${c.depth} layers; ${r.machine.cpu} (${r.machine.cores} cores), node ${r.machine.node}`);
-  lines.push(`fp32 matmul peak (ORT, ${PEAK_N}^3 MatMul, fastest of the same rounds): ${Object.entries(r.peakGflops).map(([t, g]) => `${g.toFixed(1)} GFLOP/s at ${t} thread${t === '1' ? '' : 's'}`).join(', ')}`);
+  if (Object.keys(r.peakGflops).length) {
+    lines.push(`fp32 matmul peak (ORT, ${PEAK_N}^3 MatMul, fastest of the same rounds): ${Object.entries(r.peakGflops).map(([t, g]) => `${g.toFixed(1)} GFLOP/s at ${t} thread${t === '1' ? '' : 's'}`).join(', ')}`);
+  }
   lines.push(`ratio = median latency / ${r.baseline} (same runtime, batch, threads); %peak = matrix-product FLOPs per second at the median / fp32 peak`);
   const head = ['runtime', 'model', 'prec', 'batch', 'thr', 'median ms', 'min', 'max', 'img/s', 'ratio', '%peak', 'RSS MiB'];
   const body = r.rows.map((x) => [
