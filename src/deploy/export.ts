@@ -48,7 +48,7 @@ export interface ExportOptions {
    * 'matmul' (default): MatMul/Softmax/MatMul with heads batched. 'fused': ONNX Runtime's
    * com.microsoft MultiHeadAttention. Measured (DeiT-Tiny, batch 1, 2 threads, interleaved):
    * onnxruntime-node 12 layers 5% (fp32) and 9% (int8) faster fused, the 3-layer fold the same;
-   * onnxruntime-web (wasm) 3-10% slower fused. So matmul, the portable form, is the default.
+   * onnxruntime-web (wasm) 5-10% slower fused. So matmul, the portable form, is the default.
    */
   attention?: ExportAttention;
 }

@@ -42,7 +42,7 @@ type Rule = (c: RuleContext) => (Value | null)[];
 function sumRows(g: Graph, x: Value): Value | null {
   const R = x.shape[0];
   if (x.shape.length !== 2 || typeof R !== 'number') return null;
-  return g.reshape(g.gemm(g.onesRow(R), x, null), [x.shape[1]]);
+  return g.reshape(g.gemm(g.ones([1, R]), x, null), [x.shape[1]]);
 }
 
 /** Sums `grad` over the axes along which `target` was broadcast, to target's shape. */
@@ -220,7 +220,7 @@ const RULES: Record<string, Rule> = {
     const [out, mean, invStd] = y;
     const d = dy[0]!;
     // A unit-affine norm (Graph.normalize) outputs xhat itself: no recomputation, no scaling.
-    const unit = g.isFilled(gamma, 1) && (beta === null || g.isFilled(beta, 0));
+    const unit = g.isOnes(gamma) && beta === null;
     const xhat = unit ? out : g.mul(g.sub(xin, mean), invStd); // [..., D]
     const lead = [...Array(xin.shape.length - 1).keys()];
     const rowSum = (v: Value) => sumRows(g, v) ?? g.reduceSum(v, lead, false);

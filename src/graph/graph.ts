@@ -129,7 +129,8 @@ export interface GraphOptions {
   erf?: 'native' | 'rational';
   /**
    * Graphs that will be differentiated (training steps, lossAndGradients): the ViT builder
-   * folds each LayerNorm's affine into the linear layer after it (model/vit-graph.ts).
+   * folds each LayerNorm's affine into the linear layer after it and computes GELU as the erf
+   * gate (model/vit-graph.ts).
    */
   training?: boolean;
 }
@@ -150,8 +151,9 @@ export class Graph {
   private readonly counters = new Map<string, number>();
   private readonly constCache = new Map<string, Value>();
   /**
-   * Values computed by a decomposition of one op (rational erf, GELU in float64 graphs):
-   * autodiff applies that op's gradient rule to `input` instead of differentiating the pieces.
+   * Values computed by a decomposition of one op (rational erf, GELU and LayerNorm in float64
+   * graphs, the erf gate): autodiff applies that op's gradient rule from the outputs straight
+   * to the inputs instead of differentiating the pieces.
    */
   readonly composites = new Map<string, { op: 'Erf' | 'Gelu' | 'ErfGate' | 'LayerNormalization'; inputs: Value[]; outputs: Value[] }>();
 
@@ -329,31 +331,23 @@ export class Graph {
     return y;
   }
 
-  /** A [n] constant filled with `value` (cached, so rules can recognise it with isFilled). */
-  filled(n: number, value: number): Value {
-    const key = `filled|${this.dtype}|${n}|${value}`;
+  /**
+   * A constant of ones (cached per shape): row sums as a Gemm with [1, n]; the scale of a
+   * unit-affine LayerNorm with [n], which the LayerNorm rule recognises with isOnes.
+   */
+  ones(dims: number[]): Value {
+    const key = `ones|${this.dtype}|${dims.join(',')}`;
     let v = this.constCache.get(key);
     if (!v) {
-      v = this.constant(new Float64Array(n).fill(value), [n]);
+      v = this.constant(new Float64Array(dims.reduce((a, b) => a * b, 1)).fill(1), dims);
       this.constCache.set(key, v);
     }
     return v;
   }
 
-  /** Whether v is the cached constant filled(n, value). */
-  isFilled(v: Value | null, value: number): boolean {
-    return v !== null && v.shape.length === 1 && this.constCache.get(`filled|${this.dtype}|${v.shape[0]}|${value}`) === v;
-  }
-
-  /** A [1, n] constant of ones (cached): row sums as a Gemm. */
-  onesRow(n: number): Value {
-    const key = `ones|${this.dtype}|${n}`;
-    let v = this.constCache.get(key);
-    if (!v) {
-      v = this.constant(new Float64Array(n).fill(1), [1, n]);
-      this.constCache.set(key, v);
-    }
-    return v;
+  /** Whether v is the cached constant ones(v.shape). */
+  isOnes(v: Value): boolean {
+    return isStatic(v.shape) && this.constCache.get(`ones|${this.dtype}|${v.shape.join(',')}`) === v;
   }
 
   /**
@@ -575,7 +569,7 @@ export class Graph {
       const xc = this.sub(x, mean);
       const invStd = this.div(this.scalar(1), this.sqrt(this.add(this.reduceMean(this.mul(xc, xc), [-1], true), this.scalar(eps))));
       let y = this.mul(xc, invStd);
-      if (!this.isFilled(gamma, 1)) y = this.mul(y, gamma);
+      if (!this.isOnes(gamma)) y = this.mul(y, gamma);
       if (beta) y = this.add(y, beta);
       this.composites.set(y.name, { op: 'LayerNormalization', inputs: [x, gamma, ...(beta ? [beta] : [])], outputs: [y, mean, invStd] });
       return { y, mean, invStd };
@@ -596,7 +590,7 @@ export class Graph {
 
   /** LayerNormalization without affine: xhat = (x - mean) / sqrt(var + eps) over the last axis. */
   normalize(x: Value, eps: number): { y: Value; mean: Value; invStd: Value } {
-    return this.layerNorm(x, this.filled(mustNum(x.shape[x.shape.length - 1], 'normalize'), 1), null, eps);
+    return this.layerNorm(x, this.ones([mustNum(x.shape[x.shape.length - 1], 'normalize')]), null, eps);
   }
 }
 

@@ -197,6 +197,13 @@ class VitBuilder {
     return g.split(heads, 0, new Array(n).fill(1)).map((t) => g.reshape(t, [this.batch, H, this.T, hd]));
   }
 
+  /** Inference graphs: part j (0 q, 1 k, 2 v) of layer i's qkv for x [B*n, D], as [B, n, H*hd]. */
+  private qkvPart(x: Value, i: number, j: number, n: number): Value {
+    const { embed_dim: D, num_heads: H, head_dim: hd } = this.cfg;
+    const HD = H * hd;
+    return this.g.reshape(this.linear(x, `blocks.${i}.attn.qkv`, 3 * HD, D, [j * HD, (j + 1) * HD]), [this.batch, n, HD]);
+  }
+
   /** com.microsoft MultiHeadAttention: q [B, Tq, H*hd], k, v [B, T, H*hd] -> [B, Tq, H*hd]. */
   private mha(q: Value, k: Value, v: Value): Value {
     if (!this.opts.scaleInQuery) throw new Error('fused attention expects the query scale folded into the weights');
@@ -213,9 +220,8 @@ class VitBuilder {
     return g.scope(`blocks.${i}.attn`, () => {
       if (this.opts.fusedAttention && !g.training) {
         const h = g.layerNorm(z, this.p(pre + 'norm1.weight', [D]), this.p(pre + 'norm1.bias', [D]), eps).y; // [B*T, D]
-        const HD = H * hd;
-        const [q, k, v] = [0, 1, 2].map((j) => g.reshape(this.linear(h, pre + 'attn.qkv', 3 * HD, D, [j * HD, (j + 1) * HD]), [this.batch, T, HD])); // [B, T, H*hd]
-        return this.linear(g.reshape(this.mha(q, k, v), [this.rows(T), HD]), pre + 'attn.proj', D, HD);
+        const [q, k, v] = [0, 1, 2].map((j) => this.qkvPart(h, i, j, T)); // [B, T, H*hd]
+        return this.linear(g.reshape(this.mha(q, k, v), [this.rows(T), H * hd]), pre + 'attn.proj', D, H * hd);
       }
       const qkv = this.normLinear(z, pre + 'norm1', pre + 'attn.qkv', 3 * H * hd); // [B*T, 3*H*hd]
       // Training graphs: one Split gives every head's q, k, v as [B, T, hd]; per-head batched
@@ -259,9 +265,7 @@ class VitBuilder {
       const hCls = g.gather(g.reshape(h, [this.batch, T, D]), 0, 1); // [B, D]
       let att: Value;
       if (this.opts.fusedAttention) {
-        const [k, v] = [1, 2].map((j) => g.reshape(this.linear(h, pre + 'attn.qkv', 3 * HD, D, [j * HD, (j + 1) * HD]), [this.batch, T, HD])); // [B, T, H*hd]
-        const q = g.reshape(this.linear(hCls, pre + 'attn.qkv', 3 * HD, D, [0, HD]), [this.batch, 1, HD]); // [B, 1, H*hd]
-        att = this.mha(q, k, v); // [B, 1, H*hd]
+        att = this.mha(this.qkvPart(hCls, i, 0, 1), this.qkvPart(h, i, 1, T), this.qkvPart(h, i, 2, T)); // [B, 1, H*hd]
       } else {
         const kv = this.linear(h, pre + 'attn.qkv', 3 * HD, D, [HD, 3 * HD]); // [B*T, 2*H*hd]
         const [k, v] = this.splitHeads(kv, 2); // [B, H, T, hd]

@@ -93,7 +93,7 @@ export class StepRunner {
         dropPath: (this.opts.dropPath ?? 0) > 0,
       });
       // Spin-waiting on by default: steps run back to back in one session, and a step's ~2,500
-      // nodes each wake the pool thread otherwise (vit-28 batch 64: 4-10% faster steps).
+      // nodes each wake the pool thread otherwise (vit-28 batch 64: 4-11% faster steps).
       s = await Session.create(toOnnxBytes(g), sessionOptionsFor(this.dtype, { spinning: true, ...this.opts }));
       this.sessions.set(key, s);
     }
