@@ -38,9 +38,10 @@ export type ParamBinding = (name: string, shape: number[], transposed?: boolean)
 
 export interface ForwardOptions {
   /**
-   * The head reads only the class token: the last layer needs keys and values of every token,
-   * but queries, attention, projection and FFN of the class token alone (exact; ~28% of a
-   * 3-layer DeiT-Tiny fold's FLOPs). Inference graphs only.
+   * The head reads only the class token, so after the last attention layer's keys and values
+   * only class-token rows are computed: queries, attention, projection and FFN of the class
+   * token alone (exact; ~28% of a 3-layer DeiT-Tiny fold's FLOPs, ~7% of a 12-layer model's).
+   * Default true; false computes every token (for tests).
    */
   clsOnlyLastLayer?: boolean;
   /** Queries arrive pre-scaled by 1/sqrt(hd) (folded into the q rows of qkv by the binding). */
@@ -136,18 +137,36 @@ class VitBuilder {
    */
   private normLinear(z: Value, norm: string, lin: string, out: number, scale = 1): Value {
     const g = this.g;
+    if (!g.training) {
+      if (scale !== 1) throw new Error('scaled normLinear is for training graphs');
+      return this.linear(this.layerNorm(z, norm), lin, out, this.cfg.embed_dim);
+    }
+    const { xhat, w, b } = this.foldedNorm(z, norm, lin, out, scale);
+    return g.linear(xhat, w, b);
+  }
+
+  /** Training graphs: normLinear's parts, xhat [R, D] and the folded weight [out, D] and bias [out]. */
+  private foldedNorm(z: Value, norm: string, lin: string, out: number, scale = 1): { xhat: Value; w: Value; b: Value } {
+    const g = this.g;
     const { embed_dim: D, eps } = this.cfg;
     const gamma = this.p(norm + '.weight', [D]);
     const beta = this.p(norm + '.bias', [D]);
-    if (!g.training) {
-      if (scale !== 1) throw new Error('scaled normLinear is for training graphs');
-      return this.linear(g.layerNorm(z, gamma, beta, eps).y, lin, out, D);
-    }
     const w = this.p(lin + '.weight', [out, D]);
     const wFolded = g.mul(w, scale === 1 ? gamma : g.mul(gamma, g.scalar(scale))); // [out, D]
     let bFolded = g.reshape(g.gemm(g.reshape(beta, [1, D]), w, this.p(lin + '.bias', [out]), { transB: true }), [out]); // [out]
     if (scale !== 1) bFolded = g.mul(bFolded, g.scalar(scale));
-    return g.linear(g.normalize(z, eps).y, wFolded, bFolded);
+    return { xhat: g.normalize(z, eps).y, w: wFolded, b: bFolded };
+  }
+
+  /** timm's LayerNorm `norm` (one op): z [R, D] -> [R, D]. */
+  private layerNorm(z: Value, norm: string): Value {
+    const D = this.cfg.embed_dim;
+    return this.g.layerNorm(z, this.p(norm + '.weight', [D]), this.p(norm + '.bias', [D]), this.cfg.eps).y;
+  }
+
+  /** The class token's row of each image: z [B*T, D] -> [B, D]. */
+  cls(z: Value): Value {
+    return this.g.gather(this.g.reshape(z, [this.batch, this.T, this.cfg.embed_dim]), 0, 1);
   }
 
   /** batch * n, e.g. the B*T rows of the residual stream. */
@@ -184,9 +203,13 @@ class VitBuilder {
     return g.node('Expand', [v, shape], {}, [{ dtype: v.dtype, shape: dims }])[0];
   }
 
-  private dropPath(out: Value, row: number): Value {
+  /** Scales layer output `row` of the drop-path keep factors: out [B*T, D], or [B, D] with clsOnly. */
+  private dropPath(out: Value, row: number, clsOnly: boolean): Value {
     if (!this.dropKeep) return out;
-    return this.g.mul(out, this.g.gather(this.dropKeep, row, 0)); // [B*T, D] * [B*T, 1]
+    const g = this.g;
+    let keep = g.gather(this.dropKeep, row, 0); // [B*T, 1]
+    if (clsOnly) keep = g.gather(g.reshape(keep, [this.batch, this.T, 1]), 0, 1); // [B, 1]
+    return g.mul(out, keep);
   }
 
   /** Inference graphs: [B*T, n*H*hd] (e.g. q|k|v) -> n tensors [B, H, T, hd], heads batched. */
@@ -211,76 +234,68 @@ class VitBuilder {
     return this.g.node('MultiHeadAttention', [q, k, v], { num_heads: H, scale: { float: 1 } }, [{ dtype: q.dtype, shape: q.shape }], 'com.microsoft')[0];
   }
 
-  /** A_i(z) = Proj(MHSA(LN1(z))), z [B*T, D] -> [B*T, D]. */
-  attention(i: number, z: Value): Value {
+  /**
+   * A_i(z) = Proj(MHSA(LN1(z))), z [B*T, D] -> [B*T, D]. With clsOnly, the class token's row
+   * alone, [B, D]: keys and values come from every token, the query from the class token
+   * (exact where only class tokens are read after this layer, e.g. the head after the last).
+   */
+  attention(i: number, z: Value, clsOnly = false): Value {
     const g = this.g;
-    const { embed_dim: D, num_heads: H, head_dim: hd, eps } = this.cfg;
+    const { embed_dim: D, num_heads: H, head_dim: hd } = this.cfg;
     const T = this.T;
+    const HD = H * hd;
+    const n = clsOnly ? 1 : T; // query tokens per image
     const pre = `blocks.${i}.`;
-    return g.scope(`blocks.${i}.attn`, () => {
+    return g.scope(`blocks.${i}.${clsOnly ? 'cls_only' : 'attn'}`, () => {
+      let merged: Value; // [B*n, H*hd]
       if (this.opts.fusedAttention && !g.training) {
-        const h = g.layerNorm(z, this.p(pre + 'norm1.weight', [D]), this.p(pre + 'norm1.bias', [D]), eps).y; // [B*T, D]
-        const [q, k, v] = [0, 1, 2].map((j) => this.qkvPart(h, i, j, T)); // [B, T, H*hd]
-        return this.linear(g.reshape(this.mha(q, k, v), [this.rows(T), H * hd]), pre + 'attn.proj', D, H * hd);
-      }
-      const qkv = this.normLinear(z, pre + 'norm1', pre + 'attn.qkv', 3 * H * hd); // [B*T, 3*H*hd]
-      // Training graphs: one Split gives every head's q, k, v as [B, T, hd]; per-head batched
-      // MatMuls need no 5-D transposes (ORT: 2.6 ms vs 4.7 ms for this core at batch 64) and
-      // the gradients are one Concat / Split. Inference graphs: heads batched as [B, H, T, hd]
-      // (fewer nodes; the two layouts measured the same at batch 1).
-      let merged: Value;
-      if (g.training) {
-        const parts = g.split(g.reshape(qkv, [this.batch, T, 3 * H * hd]), 2, new Array(3 * H).fill(hd)); // 3H x [B, T, hd]
+        const h = this.layerNorm(z, pre + 'norm1'); // [B*T, D]
+        const q = this.qkvPart(clsOnly ? this.cls(h) : h, i, 0, n); // [B, n, H*hd]
+        merged = g.reshape(this.mha(q, this.qkvPart(h, i, 1, T), this.qkvPart(h, i, 2, T)), [this.rows(n), HD]);
+      } else if (g.training) {
+        // Training graphs: one Split gives every head's q, k, v as [B, T, hd]; per-head batched
+        // MatMuls need no 5-D transposes (ORT: 2.6 ms vs 4.7 ms for this core at batch 64) and
+        // the gradients are one Concat / Split.
+        let q: Value[]; // H x [B, n, hd]
+        let kv: Value[]; // 2H x [B, T, hd]: k heads, then v heads
+        const { xhat, w, b } = this.foldedNorm(z, pre + 'norm1', pre + 'attn.qkv', 3 * HD);
+        if (clsOnly) {
+          const kvAll = g.linear(xhat, g.slice(w, 0, HD, 3 * HD), g.slice(b, 0, HD, 3 * HD)); // [B*T, 2*H*hd]
+          kv = g.split(g.reshape(kvAll, [this.batch, T, 2 * HD]), 2, new Array(2 * H).fill(hd));
+          const qCls = g.linear(this.cls(xhat), g.slice(w, 0, 0, HD), g.slice(b, 0, 0, HD)); // [B, H*hd]
+          q = H === 1 ? [g.reshape(qCls, [this.batch, 1, hd])] : g.split(g.reshape(qCls, [this.batch, 1, HD]), 2, new Array(H).fill(hd));
+        } else {
+          const parts = g.split(g.reshape(g.linear(xhat, w, b), [this.batch, T, 3 * HD]), 2, new Array(3 * H).fill(hd));
+          q = parts.slice(0, H);
+          kv = parts.slice(H);
+        }
         const outs: Value[] = [];
         for (let h = 0; h < H; h++) {
-          const q = g.mul(parts[h], g.scalar(1 / Math.sqrt(hd)));
-          const scores = g.matmul(q, g.transpose(parts[H + h], [0, 2, 1])); // [B, T, T]
-          outs.push(g.matmul(g.softmax(scores, -1), parts[2 * H + h])); // [B, T, hd]
+          const scores = g.matmul(g.mul(q[h], g.scalar(1 / Math.sqrt(hd))), g.transpose(kv[h], [0, 2, 1])); // [B, n, T]
+          outs.push(g.matmul(g.softmax(scores, -1), kv[H + h])); // [B, n, hd]
         }
-        merged = g.reshape(H === 1 ? outs[0] : g.concat(outs, 2), [this.rows(T), H * hd]); // [B*T, H*hd]
+        merged = g.reshape(H === 1 ? outs[0] : g.concat(outs, 2), [this.rows(n), HD]);
       } else {
-        const [q, k, v] = this.splitHeads(qkv, 3); // [B, H, T, hd]
-        const qs = this.opts.scaleInQuery ? q : g.mul(q, g.scalar(1 / Math.sqrt(hd)));
-        const scores = g.matmul(qs, g.transpose(k, [0, 1, 3, 2])); // [B, H, T, T]
-        const out = g.matmul(g.softmax(scores, -1), v); // [B, H, T, hd]
-        merged = g.reshape(g.transpose(out, [0, 2, 1, 3]), [this.rows(T), H * hd]); // [B*T, H*hd]
-      }
-      return this.dropPath(this.linear(merged, pre + 'attn.proj', D, H * hd), 2 * i);
-    });
-  }
-
-  /**
-   * Layer i for the class token only: z [B*T, D] -> the class token's output [B, D]. Keys and
-   * values come from every token, the query from the class token.
-   */
-  lastLayerClsOnly(i: number, z: Value): Value {
-    const g = this.g;
-    const { embed_dim: D, num_heads: H, head_dim: hd, eps } = this.cfg;
-    const T = this.T;
-    const pre = `blocks.${i}.`;
-    return g.scope(`blocks.${i}.cls_only`, () => {
-      const h = g.layerNorm(z, this.p(pre + 'norm1.weight', [D]), this.p(pre + 'norm1.bias', [D]), eps).y; // [B*T, D]
-      const HD = H * hd;
-      const zCls = g.gather(g.reshape(z, [this.batch, T, D]), 0, 1); // [B, D]
-      const hCls = g.gather(g.reshape(h, [this.batch, T, D]), 0, 1); // [B, D]
-      let att: Value;
-      if (this.opts.fusedAttention) {
-        att = this.mha(this.qkvPart(hCls, i, 0, 1), this.qkvPart(h, i, 1, T), this.qkvPart(h, i, 2, T)); // [B, 1, H*hd]
-      } else {
-        const kv = this.linear(h, pre + 'attn.qkv', 3 * HD, D, [HD, 3 * HD]); // [B*T, 2*H*hd]
-        const [k, v] = this.splitHeads(kv, 2); // [B, H, T, hd]
-        let q = g.reshape(this.linear(hCls, pre + 'attn.qkv', 3 * HD, D, [0, HD]), [this.batch, H, 1, hd]); // [B, H, 1, hd]
+        // Inference graphs: heads batched as [B, H, T, hd] (fewer nodes; per-head and batched
+        // layouts measured the same at batch 1).
+        let q: Value, k: Value, v: Value; // [B, H, n or T, hd]
+        if (clsOnly) {
+          const h = this.layerNorm(z, pre + 'norm1'); // [B*T, D]
+          [k, v] = this.splitHeads(this.linear(h, pre + 'attn.qkv', 3 * HD, D, [HD, 3 * HD]), 2);
+          q = g.reshape(this.linear(this.cls(h), pre + 'attn.qkv', 3 * HD, D, [0, HD]), [this.batch, H, 1, hd]);
+        } else {
+          [q, k, v] = this.splitHeads(this.normLinear(z, pre + 'norm1', pre + 'attn.qkv', 3 * HD), 3);
+        }
         if (!this.opts.scaleInQuery) q = g.mul(q, g.scalar(1 / Math.sqrt(hd)));
-        att = g.matmul(g.softmax(g.matmul(q, g.transpose(k, [0, 1, 3, 2])), -1), v); // [B, H, 1, hd]
+        const out = g.matmul(g.softmax(g.matmul(q, g.transpose(k, [0, 1, 3, 2])), -1), v); // [B, H, n, hd]
+        merged = g.reshape(clsOnly ? out : g.transpose(out, [0, 2, 1, 3]), [this.rows(n), HD]);
       }
-      let r = g.add(zCls, this.linear(g.reshape(att, [this.batch, H * hd]), pre + 'attn.proj', D, H * hd)); // [B, D]
-      r = g.add(r, this.ffn(i, r));
-      return r;
+      return this.dropPath(this.linear(merged, pre + 'attn.proj', D, HD), 2 * i, clsOnly);
     });
   }
 
-  /** F_i(z) = fc2(GELU(fc1(LN2(z)))), z [B*T, D] -> [B*T, D]. */
-  ffn(i: number, z: Value): Value {
+  /** F_i(z) = fc2(GELU(fc1(LN2(z)))), z [R, D] -> [R, D]: R = B*T, or B with clsOnly (class tokens). */
+  ffn(i: number, z: Value, clsOnly = false): Value {
     const g = this.g;
     const { embed_dim: D, mlp_hidden: M } = this.cfg;
     const pre = `blocks.${i}.`;
@@ -288,46 +303,62 @@ class VitBuilder {
       let out: Value;
       if (g.training) {
         // GELU(x) = erfGate(x / sqrt 2) / sqrt 2, the two scales folded into fc1 and fc2's weights
-        const a = g.erfGate(this.normLinear(z, pre + 'norm2', pre + 'mlp.fc1', M, Math.SQRT1_2)); // [B*T, M]
+        const a = g.erfGate(this.normLinear(z, pre + 'norm2', pre + 'mlp.fc1', M, Math.SQRT1_2)); // [R, M]
         const w2 = g.mul(this.p(pre + 'mlp.fc2.weight', [D, M]), g.scalar(Math.SQRT1_2)); // [D, M]
         out = g.linear(a, w2, this.p(pre + 'mlp.fc2.bias', [D]));
       } else {
         out = this.linear(g.gelu(this.normLinear(z, pre + 'norm2', pre + 'mlp.fc1', M)), pre + 'mlp.fc2', D, M);
       }
-      return this.dropPath(out, 2 * i + 1);
+      return this.dropPath(out, 2 * i + 1, clsOnly);
     });
   }
 
-  /** Class token -> final LayerNorm -> head: z [B*T, D] (or the class token [B, D]) -> logits [B, K]. */
+  /** Class token -> final LayerNorm -> head: z [B*T, D] (or the class tokens [B, D]) -> logits [B, K]. */
   head(z: Value, clsOnly = false): Value {
     const g = this.g;
-    const { embed_dim: D, num_classes: K, eps } = this.cfg;
-    const cls = clsOnly ? z : g.gather(g.reshape(z, [this.batch, this.T, D]), 0, 1); // [B, D]
-    if (g.training) return this.normLinear(cls, 'norm', 'head', K);
-    return this.floatLinear(g.layerNorm(cls, this.p('norm.weight', [D]), this.p('norm.bias', [D]), eps).y, 'head', K, D);
+    const cls = clsOnly ? z : this.cls(z); // [B, D]
+    if (g.training) return this.normLinear(cls, 'norm', 'head', this.cfg.num_classes);
+    return this.floatLinear(this.layerNorm(cls, 'norm'), 'head', this.cfg.num_classes, this.cfg.embed_dim);
   }
 
-  /** One block of SPEC section 2 in the given phase; x [B*T, D] is the block input. */
-  branchedBlock(b: number, k: number, phase: JoinPhase, x: Value, joinAttn: Value, joinFfn: Value): Value {
+  /**
+   * Layer i of the plain model: z [B*T, D] -> [B*T, D]; with clsOnly, the class tokens' output
+   * [B, D] (the query, projection and FFN of the class token alone).
+   */
+  plainLayer(i: number, z: Value, clsOnly: boolean): Value {
+    const g = this.g;
+    const r = g.add(clsOnly ? this.cls(z) : z, this.attention(i, z, clsOnly));
+    return g.add(r, this.ffn(i, r, clsOnly));
+  }
+
+  /**
+   * One block of SPEC section 2 in the given phase; x [B*T, D] is the block input. With clsOnly
+   * it returns the class tokens' output [B, D], computing per-token work for them alone where
+   * nothing else reads it: the last layer in phase 'attn'; every layer after the attentions
+   * (which read only x) in phase 'ffn'.
+   */
+  branchedBlock(b: number, k: number, phase: JoinPhase, x: Value, joinAttn: Value, joinFfn: Value, clsOnly = false): Value {
     const g = this.g;
     const layers = Array.from({ length: k }, (_, j) => b * k + j);
     if (phase === 'attn') {
       const a = g.gather(joinAttn, b, 0); // scalar
       let r = x;
-      for (const i of layers) {
-        r = g.add(r, this.attention(i, g.add(r, g.mul(a, g.sub(x, r))))); // A_j(a x + (1 - a) r)
-        r = g.add(r, this.ffn(i, r));
-      }
+      layers.forEach((i, j) => {
+        const last = clsOnly && j === k - 1;
+        r = g.add(last ? this.cls(r) : r, this.attention(i, g.add(r, g.mul(a, g.sub(x, r))), last)); // A_j(a x + (1 - a) r)
+        r = g.add(r, this.ffn(i, r, last));
+      });
       return r;
     }
     const f = g.gather(joinFfn, b, 0);
-    const attnOfX = layers.map((i) => this.attention(i, x)); // a = 1: every A_j reads x
-    let y = x;
+    const attnOfX = layers.map((i) => this.attention(i, x, clsOnly)); // a = 1: every A_j reads x
+    const x0 = clsOnly ? this.cls(x) : x;
+    let y = x0;
     for (const a of attnOfX) y = g.add(y, a); // y = x + sum_j A_j(x)
-    let r = x;
+    let r = x0;
     layers.forEach((i, j) => {
       r = g.add(r, attnOfX[j]);
-      r = g.add(r, this.ffn(i, g.add(r, g.mul(f, g.sub(y, r))))); // F_j(f y + (1 - f) r)
+      r = g.add(r, this.ffn(i, g.add(r, g.mul(f, g.sub(y, r))), clsOnly)); // F_j(f y + (1 - f) r)
     });
     return r;
   }
@@ -336,24 +367,19 @@ class VitBuilder {
 /** Builds the forward pass; returns logits [B, num_classes]. */
 export function buildForward(g: Graph, cfg: ViTConfig, structure: GraphStructure, param: ParamBinding, inputs: ForwardInputs, opts: ForwardOptions = {}): Value {
   const vb = new VitBuilder(g, cfg, param, inputs.x.shape[0], inputs.dropKeep, opts);
+  const clsOnly = opts.clsOnlyLastLayer ?? true;
   let z = vb.embed(inputs.x);
   if (structure.kind === 'plain') {
-    const clsOnly = opts.clsOnlyLastLayer === true;
-    if (clsOnly && g.training) throw new Error('the class-token-only last layer is for inference graphs');
-    for (let i = 0; i < cfg.depth; i++) {
-      if (clsOnly && i === cfg.depth - 1) return vb.head(vb.lastLayerClsOnly(i, z), true);
-      z = g.add(z, vb.attention(i, z));
-      z = g.add(z, vb.ffn(i, z));
-    }
+    for (let i = 0; i < cfg.depth; i++) z = vb.plainLayer(i, z, clsOnly && i === cfg.depth - 1);
   } else {
     const { branches: k, phases } = structure;
     if (!inputs.joinAttn || !inputs.joinFfn) throw new Error('branched graphs need join_attn and join_ffn inputs');
     if (phases.length * k !== cfg.depth) throw new Error(`${phases.length} block phases for depth ${cfg.depth} / ${k}`);
     phases.forEach((phase, b) => {
-      z = vb.branchedBlock(b, k, phase, z, inputs.joinAttn!, inputs.joinFfn!);
+      z = vb.branchedBlock(b, k, phase, z, inputs.joinAttn!, inputs.joinFfn!, clsOnly && b === phases.length - 1);
     });
   }
-  return vb.head(z);
+  return vb.head(z, clsOnly);
 }
 
 /** Mean cross-entropy against soft targets [B, K] (one-hot, label-smoothed or mixed). */
