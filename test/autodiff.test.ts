@@ -2,8 +2,10 @@
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { DIFFERENTIABLE_OPS } from '../src/graph/autodiff.js';
-import type { Graph, Value } from '../src/graph/graph.js';
+import { createRequire } from 'node:module';
+import { DIFFERENTIABLE_OPS, gradients } from '../src/graph/autodiff.js';
+import { Graph, type Value } from '../src/graph/graph.js';
+import { toOnnxBytes } from '../src/graph/onnx.js';
 import { checkGradients, type InputSpec } from './graph-helpers.js';
 
 const TOL = 1e-7;
@@ -68,6 +70,23 @@ describe('gradients match float64 finite differences', () => {
   test('Gemm bias and LayerNorm affine gradients summed by a ones-row Gemm (static rows)', async () => {
     const err = await checkGradients([S(7, 4), S(3, 4), S(3), S(3), S(3)], (g, [x, w, b, gam, bet]) => g.layerNorm(g.linear(x, w, b), gam, bet, 1e-6).y, 2, true);
     assert.ok(err < TOL, `max error ${err}`);
+  });
+  test('q k^T: dk needs no Transpose node (the builder cancels transposes of transposes; dead nodes are not serialized)', async () => {
+    const build = (g: Graph, [q, k]: Value[]) => g.matmul(q, g.transpose(k, [0, 2, 1]));
+    const err = await checkGradients([S(2, 3, 4), S(2, 5, 4)], build);
+    assert.ok(err < TOL, `max error ${err}`);
+    const g = new Graph('qk', { dtype: 'float64' });
+    const [q, k] = [g.input('q', 'float64', [2, 3, 4]), g.input('k', 'float64', [2, 5, 4])];
+    const y = build(g, [q, k]);
+    const [dq, dk] = gradients(g, g.reduceSum(g.mul(y, y), [0, 1, 2], false), [q, k]);
+    g.output(dq!, 'dq');
+    g.output(dk!, 'dk');
+    const { onnx } = createRequire(import.meta.url)('onnx-proto');
+    const ops = (onnx.ModelProto.decode(toOnnxBytes(g)).graph.node as { opType: string }[]).map((n) => n.opType);
+    // k^T (forward) and dS^T (an operand of dk = dS^T q, which ORT fuses into its MatMul); dq = dS k
+    // transposes nothing, and no product is transposed (naively 4: also (k^T)^T and (q^T dS)^T)
+    assert.equal(ops.filter((o) => o === 'Transpose').length, 2, `ops: ${ops.join(' ')}`);
+    assert.ok(g.nodes.length > ops.length, 'the cancelled transpose is built but not serialized');
   });
   test('every op with a gradient rule is covered above', () => {
     const covered = new Set(cases.map(([n]) => n.split(' ')[0]));

@@ -74,6 +74,10 @@ function constantValue(g: Graph, v: Value): number | null {
   return Number(init.data[0]);
 }
 
+function sameInts(a: number[], b: number[]): boolean {
+  return a.length === b.length && a.every((v, i) => v === b[i]);
+}
+
 function lastTwoSwapped(rank: number): number[] {
   const p = [...Array(rank).keys()];
   [p[rank - 2], p[rank - 1]] = [p[rank - 1], p[rank - 2]];
@@ -197,9 +201,15 @@ const RULES: Record<string, Rule> = {
   },
   MatMul: ({ g, x, dy, need }) => {
     const [a, b] = x;
+    const swap = (v: Value) => g.transpose(v, lastTwoSwapped(v.shape.length));
+    // dB = A^T dY. Where B is itself a transposed value K^T (attention's q k^T), emit
+    // (dY^T A)^T: the Transpose rule's transpose of it then cancels in the builder, so dK =
+    // dY^T A needs no Transpose node (ORT fuses the operand transposes into FusedMatMul but not
+    // a transpose of the product).
+    const bIsTransposed = g.producer.get(b.name)?.op === 'Transpose' && sameInts(g.producer.get(b.name)!.attrs.perm as number[], lastTwoSwapped(b.shape.length));
     return [
-      need[0] ? unbroadcast(g, g.matmul(dy[0]!, g.transpose(b, lastTwoSwapped(b.shape.length))), a) : null,
-      need[1] ? unbroadcast(g, g.matmul(g.transpose(a, lastTwoSwapped(a.shape.length)), dy[0]!), b) : null,
+      need[0] ? unbroadcast(g, g.matmul(dy[0]!, swap(b)), a) : null,
+      need[1] ? unbroadcast(g, bIsTransposed && a.shape.length === b.shape.length ? swap(g.matmul(swap(dy[0]!), a)) : g.matmul(swap(a), dy[0]!), b) : null,
     ];
   },
   Gemm: ({ g, node, x, dy, need }) => {

@@ -474,8 +474,14 @@ export class Graph {
     return this.node1('Shape', [x], {}, 'int64', [x.shape.length]);
   }
 
+  /** Transpose; of a Transpose whose permutation this one undoes, the original value (no node). */
   transpose(x: Value, perm: number[]): Value {
     if (perm.length !== x.shape.length) throw new GraphError(`Transpose(${x.name}): perm ${perm} for rank ${x.shape.length}`);
+    const src = this.producer.get(x.name);
+    if (src?.op === 'Transpose') {
+      const inner = src.attrs.perm as number[];
+      if (perm.every((p, i) => inner[p] === i)) return this.values.get(src.inputs[0])!;
+    }
     return this.node1('Transpose', [x], { perm }, x.dtype, perm.map((p) => x.shape[p]));
   }
 

@@ -34,8 +34,26 @@ export interface SerializeOptions {
   docString?: string;
 }
 
+/**
+ * The nodes and initializers the outputs depend on. Building (autodiff especially) can leave
+ * nodes nothing reads, e.g. a transpose the builder later cancelled; ONNX Runtime would still
+ * run them, so they are not serialized.
+ */
+function liveParts(g: Graph): { nodes: Graph['nodes']; initializers: Graph['initializers'] } {
+  const live = new Set(g.outputs.map((v) => v.name));
+  const nodes: Graph['nodes'] = [];
+  for (let i = g.nodes.length - 1; i >= 0; i--) {
+    const n = g.nodes[i];
+    if (!n.outputs.some((o) => live.has(o))) continue;
+    nodes.push(n);
+    for (const inp of n.inputs) if (inp) live.add(inp);
+  }
+  return { nodes: nodes.reverse(), initializers: g.initializers.filter((t) => live.has(t.name)) };
+}
+
 export function toOnnxBytes(g: Graph, opts: SerializeOptions = {}): Uint8Array {
-  const usesMs = g.nodes.some((n) => n.domain === 'com.microsoft');
+  const { nodes, initializers } = liveParts(g);
+  const usesMs = nodes.some((n) => n.domain === 'com.microsoft');
   const model = onnx.ModelProto.create({
     irVersion: IR_VERSION,
     producerName: 'vitfold',
@@ -44,7 +62,7 @@ export function toOnnxBytes(g: Graph, opts: SerializeOptions = {}): Uint8Array {
     opsetImport: [{ domain: '', version: g.opset }, ...(usesMs ? [{ domain: 'com.microsoft', version: 1 }] : [])],
     graph: {
       name: g.name,
-      node: g.nodes.map((n) => ({
+      node: nodes.map((n) => ({
         opType: n.op,
         domain: n.domain,
         name: n.name,
@@ -54,7 +72,7 @@ export function toOnnxBytes(g: Graph, opts: SerializeOptions = {}): Uint8Array {
       })),
       input: g.inputs.map(valueInfo),
       output: g.outputs.map(valueInfo),
-      initializer: g.initializers.map((t) => ({
+      initializer: initializers.map((t) => ({
         name: t.name,
         dataType: ELEM[t.dtype],
         dims: t.dims,
