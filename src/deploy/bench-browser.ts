@@ -2,7 +2,7 @@
 // Chromium, the runtime a web page gets. A local HTTP server hands the page onnxruntime-web's
 // own dist files, the models and the job, with the cross-origin isolation headers that
 // WebAssembly threads need (SharedArrayBuffer); the page times the models in interleaved rounds
-// (the same protocol as ort-web.ts under Node) and posts the timings back.
+// (runtime/web-timing.ts, the same function as under Node) and posts the timings back.
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -10,19 +10,11 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join, normalize } from 'node:path';
-import type { WebTiming } from '../runtime/ort-web.js';
+import { timeModelsWasm, type WebJob, type WebTiming } from '../runtime/web-timing.js';
 
 export interface BrowserTiming extends WebTiming {
   /** navigator.userAgent of the page. */
   browser: string;
-}
-
-export interface BrowserJob {
-  threads: number;
-  shape: number[];
-  runs: number;
-  rounds: number;
-  warmup: number;
 }
 
 /** The Chromium binary: $VITFOLD_CHROMIUM, else the first of chromium / chromium-browser / google-chrome on PATH. */
@@ -35,41 +27,21 @@ export function findChromium(): string | undefined {
   return undefined;
 }
 
-// The page: onnxruntime-web's WebAssembly build (SIMD + threads), sessions created once, then
-// per round and model: warm-up runs, timed runs.
+// The page: onnxruntime-web's WebAssembly build (SIMD + threads) running the same timing
+// function as under Node, embedded from its source. `__name` is the helper a tsx/esbuild
+// transpile with keepNames may call inside it (source runs here untranspiled either way).
 const PAGE = `<!doctype html><meta charset="utf-8"><title>vitfold bench</title><script type="module">
+const __name = (f) => f;
+const timeModelsWasm = ${timeModelsWasm.toString()};
 const post = (r) => fetch('/result', { method: 'POST', body: JSON.stringify(r) });
 addEventListener('unhandledrejection', (e) => post({ fatal: String(e.reason && e.reason.stack || e.reason) }));
 const ort = await import('/ort/ort.wasm.min.mjs');
-const job = await (await fetch('/job')).json();
-ort.env.wasm.numThreads = job.threads;
 ort.env.wasm.wasmPaths = '/ort/';
-const out = { times: [], errors: [], browser: navigator.userAgent, isolated: crossOriginIsolated };
-const sessions = [];
-for (let i = 0; i < job.models; i++) {
-  try {
-    const bytes = new Uint8Array(await (await fetch('/model/' + i)).arrayBuffer());
-    sessions.push(await ort.InferenceSession.create(bytes, { executionProviders: ['wasm'], graphOptimizationLevel: 'all' }));
-    out.errors.push(null);
-  } catch (e) { sessions.push(null); out.errors.push(String(e && e.message || e)); }
-}
-const n = job.shape.reduce((a, b) => a * b, 1);
-const x = new ort.Tensor('float32', new Float32Array(n).map((_, i) => Math.sin(0.37 * i)), job.shape);
-out.times = sessions.map((s) => (s ? [] : null));
-for (let round = 0; round < job.rounds; round++) {
-  for (let i = 0; i < sessions.length; i++) {
-    if (!sessions[i] || !out.times[i]) continue;
-    try {
-      for (let w = 0; w < job.warmup; w++) await sessions[i].run({ x });
-      for (let r = 0; r < job.runs; r++) {
-        const t0 = performance.now();
-        await sessions[i].run({ x });
-        out.times[i].push(performance.now() - t0);
-      }
-    } catch (e) { out.errors[i] = String(e && e.message || e); out.times[i] = null; }
-  }
-}
-await post(out);
+const job = await (await fetch('/job')).json();
+const models = [];
+for (let i = 0; i < job.models; i++) models.push(new Uint8Array(await (await fetch('/model/' + i)).arrayBuffer()));
+const r = await timeModelsWasm(ort, models, job);
+await post({ ...r, browser: navigator.userAgent, isolated: crossOriginIsolated });
 </script>`;
 
 /** onnxruntime-web's dist folder (the files a page loads). */
@@ -78,7 +50,7 @@ function ortWebDist(): string {
 }
 
 /** Times each model file in headless Chromium; throws if the browser cannot be started or the page fails. */
-export async function timeInChromium(files: string[], job: BrowserJob, opts: { chromium?: string; timeoutMs?: number } = {}): Promise<BrowserTiming> {
+export async function timeInChromium(files: string[], job: WebJob, opts: { chromium?: string; timeoutMs?: number } = {}): Promise<BrowserTiming> {
   const chromium = opts.chromium ?? findChromium();
   if (!chromium) throw new Error('Chromium not found (apt-get install chromium, or set VITFOLD_CHROMIUM)');
   const dist = ortWebDist();

@@ -25,7 +25,7 @@ import { Graph } from '../graph/graph.js';
 import { toOnnxBytes } from '../graph/onnx.js';
 import { saveModel } from '../io.js';
 import { Session, type HostTensor } from '../runtime/ort.js';
-import type { WebTiming } from '../runtime/ort-web.js';
+import type { WebTiming } from '../runtime/web-timing.js';
 import { findChromium, timeInChromium } from './bench-browser.js';
 
 export type BenchRuntime = 'node' | 'web' | 'browser';

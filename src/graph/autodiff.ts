@@ -206,7 +206,8 @@ const RULES: Record<string, Rule> = {
     // (dY^T A)^T: the Transpose rule's transpose of it then cancels in the builder, so dK =
     // dY^T A needs no Transpose node (ORT fuses the operand transposes into FusedMatMul but not
     // a transpose of the product).
-    const bIsTransposed = g.producer.get(b.name)?.op === 'Transpose' && sameInts(g.producer.get(b.name)!.attrs.perm as number[], lastTwoSwapped(b.shape.length));
+    const bSrc = g.producer.get(b.name);
+    const bIsTransposed = bSrc?.op === 'Transpose' && sameInts(bSrc.attrs.perm as number[], lastTwoSwapped(b.shape.length));
     return [
       need[0] ? unbroadcast(g, g.matmul(dy[0]!, swap(b)), a) : null,
       need[1] ? unbroadcast(g, bIsTransposed && a.shape.length === b.shape.length ? swap(g.matmul(swap(dy[0]!), a)) : g.matmul(swap(a), dy[0]!), b) : null,

@@ -10,7 +10,6 @@ const { onnx } = createRequire(import.meta.url)('onnx-proto') as { onnx: typeof 
 export { OPSET } from './graph.js';
 const IR_VERSION = 8;
 
-
 function dimProto(d: Dim): OnnxNs.TensorShapeProto.IDimension {
   if (typeof d === 'number') return { dimValue: d };
   return { dimParam: d.b === 1 ? 'batch' : `batch*${d.b}` };
