@@ -19,6 +19,7 @@ import type { Model } from '../src/core/model.js';
 import { oneHotTargets } from '../src/model/engine.js';
 import { StepRunner } from '../src/train/step-runner.js';
 import { Rng } from '../src/core/rng.js';
+import { OPENBLAS_OMP, peerEnv, peersUnavailable, PYTHON } from '../src/deploy/bench.js';
 
 const { values: a } = parseArgs({
   options: {
@@ -63,15 +64,12 @@ async function vitfoldRunner() {
 
 function torchRound(): { times: number[]; version: string } | string {
   const peer = join(dirname(fileURLToPath(import.meta.url)), 'peers', 'torch_train_step.py');
-  const python = '/usr/bin/python3';
-  const probe = spawnSync(python, ['-c', 'import torch'], { encoding: 'utf8' });
-  if (probe.status !== 0) return 'skipped: python3-torch not installed (apt-get install python3-torch libopenblas0-openmp)';
-  const blas = '/usr/lib/x86_64-linux-gnu/openblas-openmp';
-  const env = { ...process.env, OMP_NUM_THREADS: String(threads), LD_LIBRARY_PATH: existsSync(blas) ? `${blas}:${process.env.LD_LIBRARY_PATH ?? ''}` : process.env.LD_LIBRARY_PATH };
-  const r = spawnSync(python, [peer, JSON.stringify({ ...cfg, batch, threads, steps, warmup })], { encoding: 'utf8', env, cwd: dirname(peer) });
+  const missing = peersUnavailable();
+  if (missing) return `skipped: ${missing}`;
+  const r = spawnSync(PYTHON, [peer, JSON.stringify({ ...cfg, batch, threads, steps, warmup })], { encoding: 'utf8', env: peerEnv(threads), cwd: dirname(peer) });
   if (r.status !== 0) return `failed: ${r.stderr.trim().split('\n').pop()}`;
   const out = JSON.parse(r.stdout.trim().split('\n').pop()!);
-  return { times: out.ms_per_step, version: `torch ${out.torch}, ${out.threads} threads${existsSync(blas) ? ', OpenBLAS (OpenMP)' : ''}` };
+  return { times: out.ms_per_step, version: `torch ${out.torch}, ${out.threads} threads${existsSync(OPENBLAS_OMP) ? ', OpenBLAS (OpenMP)' : ''}` };
 }
 
 console.log(

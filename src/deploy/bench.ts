@@ -25,7 +25,7 @@ import { Graph } from '../graph/graph.js';
 import { toOnnxBytes } from '../graph/onnx.js';
 import { saveModel } from '../io.js';
 import { Session, type HostTensor } from '../runtime/ort.js';
-import type { WebTiming } from '../runtime/web-timing.js';
+import type { WebJob, WebTiming } from '../runtime/web-timing.js';
 import { findChromium, timeInChromium } from './bench-browser.js';
 
 export type BenchRuntime = 'node' | 'web' | 'browser';
@@ -102,10 +102,12 @@ function peersDir(): string | undefined {
   return existsSync(join(d, 'vit_torch.py')) ? d : undefined;
 }
 
-const PYTHON = '/usr/bin/python3';
-const OPENBLAS_OMP = '/usr/lib/x86_64-linux-gnu/openblas-openmp';
+/** Debian's python3 (python3-torch), not a pyenv one; OpenBLAS's OpenMP build goes first (DEVELOPERS.md). */
+export const PYTHON = '/usr/bin/python3';
+export const OPENBLAS_OMP = '/usr/lib/x86_64-linux-gnu/openblas-openmp';
 
-function peerEnv(threads: number): NodeJS.ProcessEnv {
+/** Environment of a PyTorch peer process: its thread count and the OpenMP OpenBLAS. */
+export function peerEnv(threads: number): NodeJS.ProcessEnv {
   const ld = existsSync(OPENBLAS_OMP) ? `${OPENBLAS_OMP}:${process.env.LD_LIBRARY_PATH ?? ''}` : process.env.LD_LIBRARY_PATH;
   return { ...process.env, OMP_NUM_THREADS: String(threads), LD_LIBRARY_PATH: ld };
 }
@@ -151,7 +153,7 @@ function memoryOf(file: string, shape: number[], threads: number): number {
 }
 
 /** Per file the timed runs in onnxruntime-web (null where it could not run), in a child process. */
-function timeWeb(files: string[], o: { threads: number; shape: number[]; runs: number; rounds: number; warmup: number }, log: (line: string) => void): (number[] | null)[] {
+function timeWeb(files: string[], o: WebJob, log: (line: string) => void): (number[] | null)[] {
   const out = runChild<WebTiming>('bench-web-child', [JSON.stringify({ files, ...o })], 'onnxruntime-web child');
   out.errors.forEach((e, i) => {
     if (e) log(`onnxruntime-web: ${files[i]}: ${e}`);
@@ -265,10 +267,11 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
     }
   }
 
+  const webJob = (threads: number, batch: number): WebJob => ({ threads, shape: [batch, ...inputShape.slice(1)], runs: o.runs, rounds: o.rounds, warmup: o.warmup });
   if (o.runtimes.includes('web')) {
     for (const threads of o.threads) {
       for (const batch of o.batches) {
-        const times = timeWeb(candidates.map((c) => c.file), { threads, shape: [batch, ...inputShape.slice(1)], runs: o.runs, rounds: o.rounds, warmup: o.warmup }, o.log);
+        const times = timeWeb(candidates.map((c) => c.file), webJob(threads, batch), o.log);
         candidates.forEach((c, i) => {
           if (times[i]) rows.push(row('web', c, batch, threads, times[i]!));
           else notes.push(`onnxruntime-web could not run ${c.source} ${c.depth}L ${c.precision}`);
@@ -283,7 +286,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
     else {
       for (const threads of o.threads) {
         for (const batch of o.batches) {
-          const r = await timeInChromium(candidates.map((c) => c.file), { threads, shape: [batch, ...inputShape.slice(1)], runs: o.runs, rounds: o.rounds, warmup: o.warmup }, { chromium });
+          const r = await timeInChromium(candidates.map((c) => c.file), webJob(threads, batch), { chromium });
           if (!notes.some((n) => n.startsWith('browser: '))) notes.push(`browser: ${r.browser}, onnxruntime-web wasm`);
           candidates.forEach((c, i) => {
             if (r.times[i]) rows.push(row('browser', c, batch, threads, r.times[i]!));
