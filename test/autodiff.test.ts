@@ -88,6 +88,29 @@ describe('gradients match float64 finite differences', () => {
     assert.equal(ops.filter((o) => o === 'Transpose').length, 2, `ops: ${ops.join(' ')}`);
     assert.ok(g.nodes.length > ops.length, 'the cancelled transpose is built but not serialized');
   });
+  test('unit-affine LayerNorm into a linear layer: input gradient through the centred weight, one mean pass over [R, D]', async () => {
+    const build = (g: Graph, [x, w, b]: Value[]) => g.linear(g.normalize(x, 1e-6).y, w, b);
+    const err = await checkGradients([S(5, 6), S(4, 6), S(4)], build, 3, true);
+    assert.ok(err < TOL, `max error ${err}`);
+    // float32: LayerNormalization is one op (float64 graphs decompose it into ReduceMeans)
+    const g = new Graph('nl', { dtype: 'float32', training: true });
+    const [x, w, b] = [g.input('x', 'float32', [5, 6]), g.input('w', 'float32', [4, 6]), g.input('b', 'float32', [4])];
+    const y = build(g, [x, w, b]);
+    g.output(gradients(g, g.reduceSum(g.mul(y, y), [0, 1], false), [x])[0]!, 'dx');
+    const { onnx } = createRequire(import.meta.url)('onnx-proto');
+    const model = onnx.ModelProto.decode(toOnnxBytes(g));
+    const means = (model.graph.node as { opType: string; input: string[] }[]).filter((n) => n.opType === 'ReduceMean').map((n) => n.input[0]);
+    // m2 = mean(c xhat) over the activations and the weight's row means; not mean(dxhat)
+    assert.equal(means.length, 2, `ReduceMean inputs: ${means.join(', ')}`);
+    assert.ok(means.includes('w'), `ReduceMean inputs: ${means.join(', ')}`);
+  });
+  test('LayerNorm output read by two linear layers: summed input gradient, general formula', async () => {
+    const err = await checkGradients([S(5, 6), S(4, 6), S(3, 6)], (g, [x, w, v]) => {
+      const h = g.normalize(x, 1e-6).y;
+      return g.concat([g.linear(h, w, null), g.linear(h, v, null)], 1);
+    }, 4, true);
+    assert.ok(err < TOL, `max error ${err}`);
+  });
   test('every op with a gradient rule is covered above', () => {
     const covered = new Set(cases.map(([n]) => n.split(' ')[0]));
     for (const op of DIFFERENTIABLE_OPS) assert.ok(covered.has(op), `${op} has no finite-difference case`);
