@@ -332,8 +332,8 @@ export class Graph {
   }
 
   /**
-   * A constant of ones (cached per shape): row sums as a Gemm with [1, n]; the scale of a
-   * unit-affine LayerNorm with [n], which the LayerNorm rule recognises with isOnes.
+   * A constant of ones (cached per shape): column sums as MatMul([1, n], x) (autodiff); the
+   * scale of a unit-affine LayerNorm with [n], which the LayerNorm rule recognises with isOnes.
    */
   ones(dims: number[]): Value {
     const key = `ones|${this.dtype}|${dims.join(',')}`;

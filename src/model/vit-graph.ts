@@ -164,9 +164,9 @@ class VitBuilder {
     return this.g.layerNorm(z, this.p(norm + '.weight', [D]), this.p(norm + '.bias', [D]), this.cfg.eps).y;
   }
 
-  /** The class token's row of each image: z [B*T, D] -> [B, D]. */
+  /** The class token's row of each image: z [B*T, C] -> [B, C]. */
   cls(z: Value): Value {
-    return this.g.gather(this.g.reshape(z, [this.batch, this.T, this.cfg.embed_dim]), 0, 1);
+    return this.g.gather(this.g.reshape(z, [this.batch, this.T, z.shape[1]]), 0, 1);
   }
 
   /** batch * n, e.g. the B*T rows of the residual stream. */
@@ -207,9 +207,8 @@ class VitBuilder {
   private dropPath(out: Value, row: number, clsOnly: boolean): Value {
     if (!this.dropKeep) return out;
     const g = this.g;
-    let keep = g.gather(this.dropKeep, row, 0); // [B*T, 1]
-    if (clsOnly) keep = g.gather(g.reshape(keep, [this.batch, this.T, 1]), 0, 1); // [B, 1]
-    return g.mul(out, keep);
+    const keep = g.gather(this.dropKeep, row, 0); // [B*T, 1]
+    return g.mul(out, clsOnly ? this.cls(keep) : keep); // [B, 1] with clsOnly
   }
 
   /** Inference graphs: [B*T, n*H*hd] (e.g. q|k|v) -> n tensors [B, H, T, hd], heads batched. */
