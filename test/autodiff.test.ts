@@ -6,6 +6,7 @@ import { createRequire } from 'node:module';
 import { DIFFERENTIABLE_OPS, gradients } from '../src/graph/autodiff.js';
 import { Graph, type Value } from '../src/graph/graph.js';
 import { toOnnxBytes } from '../src/graph/onnx.js';
+import { Session } from '../src/runtime/ort.js';
 import { checkGradients, type InputSpec } from './graph-helpers.js';
 
 const TOL = 1e-7;
@@ -87,6 +88,26 @@ describe('gradients match float64 finite differences', () => {
     // transposes nothing, and no product is transposed (naively 4: also (k^T)^T and (q^T dS)^T)
     assert.equal(ops.filter((o) => o === 'Transpose').length, 2, `ops: ${ops.join(' ')}`);
     assert.ok(g.nodes.length > ops.length, 'the cancelled transpose is built but not serialized');
+  });
+  test('an output that is also read inside the graph is written by its producer, not copied by an Identity', async () => {
+    const g = new Graph('out', { dtype: 'float32' });
+    const [a, b] = [g.input('a', 'float32', [3]), g.input('b', 'float32', [3])];
+    const s = g.add(a, b); // an output, and read by the product below
+    g.output(s, 'sum');
+    g.output(g.mul(s, b), 'prod');
+    g.output(s, 'sum_again'); // a second name for the same value keeps its Identity
+    g.output(a, 'a_copy'); // a graph input keeps its Identity
+    const { onnx } = createRequire(import.meta.url)('onnx-proto');
+    const bytes = toOnnxBytes(g);
+    const nodes = onnx.ModelProto.decode(bytes).graph.node as { opType: string; input: string[]; output: string[] }[];
+    assert.deepEqual(nodes.find((n) => n.opType === 'Add')!.output, ['sum']);
+    assert.deepEqual(nodes.find((n) => n.opType === 'Mul')!.input, ['sum', 'b']);
+    assert.deepEqual(nodes.filter((n) => n.opType === 'Identity').map((n) => `${n.input[0]}->${n.output[0]}`), ['sum->sum_again', 'a->a_copy']);
+    const out = await (await Session.create(bytes, { threads: 1 })).run({ a: { shape: [3], data: Float32Array.of(1, 2, 3) }, b: { shape: [3], data: Float32Array.of(4, 5, 6) } });
+    assert.deepEqual(Array.from(out.sum.data as Float32Array), [5, 7, 9]);
+    assert.deepEqual(Array.from(out.prod.data as Float32Array), [20, 35, 54]);
+    assert.deepEqual(Array.from(out.sum_again.data as Float32Array), [5, 7, 9]);
+    assert.deepEqual(Array.from(out.a_copy.data as Float32Array), [1, 2, 3]);
   });
   test('unit-affine LayerNorm into a linear layer: input gradient through the centred weight, one mean pass over [R, D]', async () => {
     const build = (g: Graph, [x, w, b]: Value[]) => g.linear(g.normalize(x, 1e-6).y, w, b);

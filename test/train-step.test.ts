@@ -3,10 +3,12 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { createRequire } from 'node:module';
 import { toBranched, type Model } from '../src/core/model.js';
 import { randomInput } from '../src/core/verify.js';
 import { lossAndGradients, oneHotTargets, ParamLayout } from '../src/model/engine.js';
-import { decayMask, DEFAULT_ADAMW, type AdamWConfig } from '../src/train/step-graph.js';
+import { buildTrainStepGraph, decayMask, DEFAULT_ADAMW, type AdamWConfig } from '../src/train/step-graph.js';
+import { toOnnxBytes } from '../src/graph/onnx.js';
 import { dropPathMasks, StepRunner } from '../src/train/step-runner.js';
 import { Rng } from '../src/core/rng.js';
 import { randomModel, smallConfig } from './helpers.js';
@@ -91,6 +93,16 @@ test('float32 step: the update of fp32 gradients equals float64 AdamW to fp32 ro
   let worst = 0;
   for (let i = 0; i < p.length; i++) worst = Math.max(worst, Math.abs(runner.params[i] - p[i]) / (1e-5 * 1e-3 + 1e-7 * Math.abs(p[i])));
   assert.ok(worst <= 1, `param diff ${worst} x the fp32 bound`);
+});
+
+test('the step graph hands out params, m and v without copies (their producers write the outputs)', () => {
+  const { onnx } = createRequire(import.meta.url)('onnx-proto');
+  const bytes = toOnnxBytes(buildTrainStepGraph(cfg, { kind: 'plain' }, { batch: 2, optim: { weightDecay: 0.05 } }));
+  const nodes = onnx.ModelProto.decode(bytes).graph.node as { opType: string; output: string[] }[];
+  for (const name of ['params_out', 'm_out', 'v_out']) {
+    const producer = nodes.find((n) => n.output.includes(name));
+    assert.ok(producer && producer.opType !== 'Identity', `${name} is produced by ${producer?.opType}`);
+  }
 });
 
 test('branched model: coefficients as inputs, one session per join phase', async () => {
