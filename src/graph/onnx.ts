@@ -53,8 +53,9 @@ function liveParts(g: Graph): { nodes: Graph['nodes']; initializers: Graph['init
 /**
  * Graph.output(v, name) names an output with an Identity. Where v is also read inside the graph
  * (AdamW's new moments feed the update), ONNX Runtime keeps that Identity and copies the tensor
- * (0.45 ms for each [P] moment buffer per step), so the producer writes the output name
- * directly instead. Values that are graph inputs, initializers or outputs themselves keep it.
+ * (about 0.45 ms for each 5.1 MiB moment buffer of vit-28 per step), so the producer writes
+ * the output name directly instead. Graph inputs, initializers and values that are outputs
+ * under their own name keep the Identity.
  */
 function outputsWithoutCopies(g: Graph, nodes: Graph['nodes']): Graph['nodes'] {
   const outputs = new Set(g.outputs.map((v) => v.name));
@@ -73,9 +74,8 @@ function outputsWithoutCopies(g: Graph, nodes: Graph['nodes']): Graph['nodes'] {
 }
 
 export function toOnnxBytes(g: Graph, opts: SerializeOptions = {}): Uint8Array {
-  const live = liveParts(g);
-  const nodes = outputsWithoutCopies(g, live.nodes);
-  const initializers = live.initializers;
+  const { nodes: liveNodes, initializers } = liveParts(g);
+  const nodes = outputsWithoutCopies(g, liveNodes);
   const usesMs = nodes.some((n) => n.domain === 'com.microsoft');
   const model = onnx.ModelProto.create({
     irVersion: IR_VERSION,
