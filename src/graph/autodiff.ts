@@ -75,10 +75,6 @@ function constantValue(g: Graph, v: Value): number | null {
   return Number(init.data[0]);
 }
 
-function sameInts(a: number[], b: number[]): boolean {
-  return a.length === b.length && a.every((v, i) => v === b[i]);
-}
-
 function lastTwoSwapped(rank: number): number[] {
   const p = [...Array(rank).keys()];
   [p[rank - 2], p[rank - 1]] = [p[rank - 1], p[rank - 2]];
@@ -208,7 +204,7 @@ const RULES: Record<string, Rule> = {
     // dY^T A needs no Transpose node (ORT fuses the operand transposes into FusedMatMul but not
     // a transpose of the product).
     const bSrc = g.producer.get(b.name);
-    const bIsTransposed = bSrc?.op === 'Transpose' && sameInts(bSrc.attrs.perm as number[], lastTwoSwapped(b.shape.length));
+    const bIsTransposed = bSrc?.op === 'Transpose' && shapeEq(bSrc.attrs.perm as number[], lastTwoSwapped(b.shape.length));
     return [
       need[0] ? unbroadcast(g, g.matmul(dy[0]!, swap(b)), a) : null,
       need[1] ? unbroadcast(g, bIsTransposed && a.shape.length === b.shape.length ? swap(g.matmul(swap(dy[0]!), a)) : g.matmul(swap(a), dy[0]!), b) : null,
