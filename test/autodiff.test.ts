@@ -132,6 +132,29 @@ describe('gradients match float64 finite differences', () => {
     }, 4, true);
     assert.ok(err < TOL, `max error ${err}`);
   });
+  test('softmax read only by attention p v: backward sums do o over hd, not over p; other readers keep the general form', async () => {
+    const attn = (g: Graph, [q, k, v]: Value[]) => g.matmul(g.softmax(g.matmul(q, g.transpose(k, [0, 2, 1])), -1), v); // [2, 3, 2]
+    const pv = (g: Graph, [a, v]: Value[]) => g.matmul(g.softmax(a, -1), v); // v [5, 2] broadcast over the batch
+    const twice = (g: Graph, [a, v]: Value[]) => { const p = g.softmax(a, -1); return g.add(g.matmul(p, v), g.reduceSum(g.mul(p, p), [-1], true)); };
+    const pBroadcast = (g: Graph, [a, v]: Value[]) => g.matmul(g.softmax(a, -1), v); // p [3, 5] shared by a batch of v
+    for (const [name, inputs, build] of [['attention', [S(2, 3, 2), S(2, 5, 2), S(2, 5, 2)], attn], ['v broadcast', [S(2, 3, 5), S(5, 2)], pv], ['p read twice', [S(2, 3, 5), S(2, 5, 2)], twice], ['p broadcast', [S(3, 5), S(2, 5, 2)], pBroadcast]] as const) {
+      const err = await checkGradients(inputs as unknown as InputSpec[], build);
+      assert.ok(err < TOL, `${name}: max error ${err}`);
+    }
+    // which tensor the softmax backward reduces: [.., 3, 2] (o, hd = 2) or [.., 3, 5] (p, T = 5)
+    const reduced = (inputs: number[][], build: (g: Graph, x: Value[]) => Value) => {
+      const g = new Graph('sm', { dtype: 'float32' });
+      const xs = inputs.map((shape, i) => g.input(`x${i}`, 'float32', shape));
+      const y = build(g, xs);
+      const grads = gradients(g, g.reduceSum(g.mul(y, y), [...y.shape.keys()], false), xs);
+      grads.forEach((d, i) => d && g.output(d, `d${i}`));
+      return g.nodes.filter((n) => n.op === 'ReduceSum' && n.attrs.keepdims === 1).map((n) => g.values.get(n.inputs[0])!.shape.join('x'));
+    };
+    assert.deepEqual(reduced([[2, 3, 2], [2, 5, 2], [2, 5, 2]], attn), ['2x3x2']);
+    assert.deepEqual(reduced([[2, 3, 5], [5, 2]], pv), ['2x3x2']);
+    assert.ok(reduced([[2, 3, 5], [2, 5, 2]], twice).includes('2x3x5'));
+    assert.ok(reduced([[3, 5], [2, 5, 2]], pBroadcast).includes('3x5'));
+  });
   test('every op with a gradient rule is covered above', () => {
     const covered = new Set(cases.map(([n]) => n.split(' ')[0]));
     for (const op of DIFFERENTIABLE_OPS) assert.ok(covered.has(op), `${op} has no finite-difference case`);

@@ -68,6 +68,22 @@ describe('gradients of every parameter match grads-*.safetensors', () => {
   }
 });
 
+test('the key bias gradient is exactly 0 (softmax cancels it), as PyTorch computes it up to rounding', async () => {
+  const c = gradCases.cases[0];
+  const ref = readSafetensors(join(GOLDEN, c.file));
+  const r = await lossAndGradients(deep, x, labels, { dtype: 'float32', threads: 1 });
+  const HD = deep.config.num_heads * deep.config.head_dim;
+  for (let i = 0; i < deep.config.depth; i++) {
+    const name = `blocks.${i}.attn.qkv.bias`;
+    const got = r.grads.get(name)!.data;
+    const want = decodeFloat(ref.tensors.get(name)!, name);
+    const scale = Math.max(...Array.from(want, Math.abs));
+    assert.ok(got.slice(0, HD).some((v) => v !== 0) && got.slice(2 * HD).some((v) => v !== 0), `${name}: q and v parts have gradients`);
+    assert.ok(got.slice(HD, 2 * HD).every((v) => v === 0), `${name}: key part ${Array.from(got.slice(HD, 2 * HD))}`);
+    assert.ok(want.slice(HD, 2 * HD).every((v) => Math.abs(v) <= 1e-5 * scale), `${name}: PyTorch's key part is not rounding-small`);
+  }
+});
+
 test('inference graphs have a symbolic batch; folded = plain graph with wider shapes', async () => {
   const m = toBranched(randomModel(smallConfig(), 11), 3, { attn: 1, ffn: 1 });
   const p = await Predictor.create(m, { threads: 1 });

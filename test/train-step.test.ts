@@ -33,8 +33,10 @@ function adamwReference(p: Float64Array, m: Float64Array, v: Float64Array, grad:
 }
 
 // float64: rounding of step-1 parameters, amplified by m / sqrt(v) for tiny gradients, stays
-// below 1e-8 of the update size; a wrong bias correction or decay would be off by ~lr.
-const F64_TOL = { value: 1e-12, param: 1e-8 };
+// below 1e-10 of the update size (observed ~2e-13; the key bias, whose gradient is 0, is left
+// out of training graphs, so no rounding noise of it is amplified); a wrong bias correction or
+// decay would be off by ~lr.
+const F64_TOL = { value: 1e-12, param: 1e-10 };
 const cfg = smallConfig();
 const labels = [0, 3, 4, 1];
 

@@ -9,7 +9,8 @@
 // most of a training step outside the Gemms is element-wise passes over activations, each
 // costing about the same (memory-bound): LayerNormalization's backward reuses the saved mean
 // and inverse std (and, for a unit-affine norm, its output as xhat); the erf gate's (GELU in
-// training graphs, Graph.erfGate) reuses the saved 1 + erf(u). Softmax's is y (dy - sum(dy y)).
+// training graphs, Graph.erfGate) reuses the saved 1 + erf(u). Softmax's is y (dy - sum(dy y)),
+// where attention's o = y v gives sum(dy y) as sum(do o), over hd columns instead of T.
 
 import {
   dimEq,
@@ -30,6 +31,10 @@ interface RuleContext {
   y: Value[]; // outputs
   dy: (Value | null)[]; // gradient of each output (null: none flows back)
   need: boolean[]; // which inputs need a gradient
+  /** The forward nodes that read a value. */
+  readers: (name: string) => GraphNode[];
+  /** The full gradient of a forward value all of whose readers are already differentiated. */
+  gradOf: (name: string) => Value | null;
 }
 
 type Rule = (c: RuleContext) => (Value | null)[];
@@ -187,10 +192,21 @@ const RULES: Record<string, Rule> = {
     }
     return [reduceGrad(g, node, x[0], dy[0]!, 1 / count), null];
   },
-  Softmax: ({ g, node, y, dy }) => {
+  Softmax: ({ g, node, y, dy, readers, gradOf }) => {
     const axis = node.attrs.axis as number;
-    const gy = g.mul(dy[0]!, y[0]);
-    return [g.sub(gy, g.mul(y[0], g.reduceSum(gy, [axis], true)))];
+    const p = y[0];
+    // dx = p (dy - sum(dy p)), the sum over the softmax axis.
+    let s: Value | null = null;
+    const r = readers(p.name);
+    if ((axis === -1 || axis === p.shape.length - 1) && r.length === 1 && r[0].op === 'MatMul' && r[0].inputs[0] === p.name && r[0].inputs[1] !== p.name) {
+      // Attention, o = p v [.., n, hd]: dy = do v^T, so sum_t dy p = sum_j do o, one pass over
+      // o instead of two over p [.., n, T] (softmax backward as in FlashAttention).
+      const o = g.values.get(r[0].outputs[0])!;
+      const dO = gradOf(o.name);
+      if (dO && shapeEq(o.shape.slice(0, -1), p.shape.slice(0, -1))) s = g.reduceSum(g.mul(dO, o), [-1], true); // [.., n, 1]
+    }
+    s ??= g.reduceSum(g.mul(dy[0]!, p), [axis], true);
+    return [g.mul(p, g.sub(dy[0]!, s))];
   },
   LogSoftmax: ({ g, node, y, dy }) => {
     const axis = node.attrs.axis as number;
@@ -295,6 +311,10 @@ export function gradients(g: Graph, loss: Value, wrt: Value[]): (Value | null)[]
   for (const n of forwardNodes) if (n.inputs.some((i) => active.has(i))) n.outputs.forEach((o) => active.add(o));
   if (!active.has(loss.name)) return wrt.map(() => null);
 
+  const readerMap = new Map<string, GraphNode[]>();
+  for (const n of forwardNodes) for (const i of n.inputs) if (i) readerMap.set(i, [...(readerMap.get(i) ?? []), n]);
+  const readers = (name: string) => readerMap.get(name) ?? [];
+
   const contributions = new Map<string, Value[]>();
   const addGrad = (name: string, v: Value) => {
     const list = contributions.get(name);
@@ -319,7 +339,7 @@ export function gradients(g: Graph, loss: Value, wrt: Value[]): (Value | null)[]
     if (comp) {
       const dy = comp.outputs.map((o, k) => (k === 0 ? gradOf(o.name) : null));
       const need = comp.inputs.map((v) => active.has(v.name));
-      const grads = RULES[comp.op]({ g, node, x: comp.inputs, y: comp.outputs, dy, need });
+      const grads = RULES[comp.op]({ g, node, x: comp.inputs, y: comp.outputs, dy, need, readers, gradOf });
       grads.forEach((gv, k) => {
         if (gv && need[k]) addGrad(comp.inputs[k].name, gv);
       });
@@ -331,7 +351,7 @@ export function gradients(g: Graph, loss: Value, wrt: Value[]): (Value | null)[]
     const y = node.outputs.map((n) => g.values.get(n)!);
     const dy = node.outputs.map((o) => gradOf(o));
     const need = node.inputs.map((n) => n !== '' && active.has(n));
-    const grads = rule({ g, node, x, y, dy, need });
+    const grads = rule({ g, node, x, y, dy, need, readers, gradOf });
     grads.forEach((gv, k) => {
       if (gv && need[k]) addGrad(node.inputs[k], gv);
     });

@@ -257,7 +257,11 @@ class VitBuilder {
         // the gradients are one Concat / Split.
         let q: Value[]; // H x [B, n, hd]
         let kv: Value[]; // 2H x [B, T, hd]: k heads, then v heads
-        const { xhat, w, b } = this.foldedNorm(z, pre + 'norm1', pre + 'attn.qkv', 3 * HD);
+        const { xhat, w, b: bAll } = this.foldedNorm(z, pre + 'norm1', pre + 'attn.qkv', 3 * HD);
+        // The key bias shifts each query's scores by one constant, which softmax cancels: the
+        // graph leaves it out, so its gradient is exactly 0 rather than rounding noise (which
+        // AdamW, dividing by sqrt(v) + eps, would turn into updates).
+        const b = g.mul(bAll, g.constant(Array.from({ length: 3 * HD }, (_, r) => (r >= HD && r < 2 * HD ? 0 : 1)), [3 * HD]));
         if (clsOnly) {
           const kvAll = g.linear(xhat, g.slice(w, 0, HD, 3 * HD), g.slice(b, 0, HD, 3 * HD)); // [B*T, 2*H*hd]
           kv = g.split(g.reshape(kvAll, [this.batch, T, 2 * HD]), 2, new Array(2 * H).fill(hd));

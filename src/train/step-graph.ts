@@ -93,12 +93,16 @@ export function buildTrainStepGraph(cfg: ViTConfig, structure: GraphStructure, o
     const bc2 = g.sub(one, g.node('Pow', [g.scalar(o.beta2), step], {}, [{ dtype, shape: [] }])[0]);
     const mNew = g.add(g.mul(m, g.scalar(o.beta1)), g.mul(grad, g.scalar(1 - o.beta1)));
     const vNew = g.add(g.mul(v, g.scalar(o.beta2)), g.mul(g.mul(grad, grad), g.scalar(1 - o.beta2)));
-    const denom = g.add(g.mul(g.sqrt(vNew), g.div(one, g.sqrt(bc2))), g.scalar(o.eps));
-    const stepSize = g.div(lr, bc1); // scalar
+    // lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps) = stepSize * m / (sqrt(v) + eps sqrt(bc2)) with
+    // stepSize = lr sqrt(bc2) / bc1: the bias corrections stay scalar work, no pass over [P].
+    const sqrtBc2 = g.sqrt(bc2);
+    const denom = g.add(g.sqrt(vNew), g.mul(g.scalar(o.eps), sqrtBc2));
+    const stepSize = g.div(g.mul(lr, sqrtBc2), bc1); // scalar
     let p = params;
     if (o.weightDecay > 0) {
-      const maskWd = g.constant(decayMask(cfg, layout).map((k) => k * o.weightDecay), [P]);
-      p = g.mul(p, g.sub(one, g.mul(maskWd, lr)));
+      // p (1 - lr wd) where decayed, p elsewhere: the factor is one Where over a constant mask
+      const mask = g.constant(decayMask(cfg, layout), [P], 'bool');
+      p = g.mul(p, g.where(mask, g.sub(one, g.mul(lr, g.scalar(o.weightDecay))), one));
     }
     p = g.sub(p, g.mul(g.div(mNew, denom), stepSize));
     g.output(p, 'params_out');
