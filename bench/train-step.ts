@@ -110,7 +110,7 @@ const ours = await vitfoldRunner();
 const peer = a['no-torch'] ? 'skipped (--no-torch)' : await torchPeer();
 console.log(
   `model: ${a.preset} (${cfg.depth} layers, ${cfg.img_size}x${cfg.img_size}/${cfg.patch_size}, width ${cfg.embed_dim}, ${cfg.num_heads} heads, MLP ${cfg.mlp_hidden}), ` +
-    `batch ${batch}, ${threads} threads, AdamW; ${typeof peer === 'string' ? `${2 * pairs} steps` : `${pairs} ABBA-ordered pairs of single steps (vitfold, PyTorch)`} after ${warmup} warm-up steps each`,
+    `batch ${batch}, ${threads} threads, AdamW; ${typeof peer === 'string' ? `${2 * pairs} steps` : `${pairs} ABBA-ordered pairs of single steps (vitfold, PyTorch)`} after ${warmup} warm-up steps${typeof peer === 'string' ? '' : ' each'}`,
 );
 const oursTimes: number[] = [];
 const torchTimes: number[] = [];
