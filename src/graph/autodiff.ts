@@ -312,7 +312,14 @@ export function gradients(g: Graph, loss: Value, wrt: Value[]): (Value | null)[]
   if (!active.has(loss.name)) return wrt.map(() => null);
 
   const readerMap = new Map<string, GraphNode[]>();
-  for (const n of forwardNodes) for (const i of n.inputs) if (i) readerMap.set(i, [...(readerMap.get(i) ?? []), n]);
+  for (const n of forwardNodes) {
+    for (const i of n.inputs) {
+      if (!i) continue;
+      const list = readerMap.get(i);
+      if (list) list.push(n);
+      else readerMap.set(i, [n]);
+    }
+  }
   const readers = (name: string) => readerMap.get(name) ?? [];
 
   const contributions = new Map<string, Value[]>();
