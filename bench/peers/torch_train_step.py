@@ -34,9 +34,8 @@ def requests():
 
 
 # The step stays inline in the loop, as in a usual training loop: `loss` (and its graph) lives
-# until the next step replaces it. Wrapping the step in a function that drops everything on
-# return measured 5-30% slower steps here (glibc gives the freed memory back and the next
-# step faults it in again).
+# until the next step replaces it. The same step wrapped in a function, which drops everything
+# on return, measured 16-19% slower in paired A/Bs of two step servers (README).
 for timed in requests():
     t0 = time.perf_counter()
     opt.zero_grad(set_to_none=True)
