@@ -129,14 +129,14 @@ export function modelsAtDepths(deep: Model, depths: number[]): { depth: number; 
 }
 
 /** One constant-weight MatMul [n, n] x [n, n]: the fp32 matmul peak ORT reaches here. */
-function peakGraph(n: number): Uint8Array {
+export function peakGraph(n: number): Uint8Array {
   const g = new Graph('matmul_peak', { dtype: 'float32' });
   const x = g.input('x', 'float32', [n, n]);
   const w = g.initializer('w', 'float32', [n, n], Float32Array.from({ length: n * n }, (_, i) => Math.sin(i) / n));
   g.output(g.matmul(x, w), 'y');
   return toOnnxBytes(g);
 }
-const PEAK_N = 1024;
+export const PEAK_N = 1024;
 
 /** Runs one of this folder's child scripts (bench-memory, bench-web-child) and parses its last stdout line. */
 function runChild<T>(name: string, args: string[], what: string): T {

@@ -22,6 +22,11 @@ export interface SessionOptions {
   arena?: boolean;
   /** ORT graph optimization level (default 'all'). */
   optimization?: 'disabled' | 'basic' | 'extended' | 'all';
+  /**
+   * Profile every node: ORT writes `<profile>_<date>.json` (Chrome trace events) when
+   * endProfiling() is called; the path prefix may include a directory.
+   */
+  profile?: string;
 }
 
 export class RuntimeError extends Error {
@@ -47,6 +52,10 @@ export class Session {
       extra: { session: { 'intra_op.allow_spinning': opts.spinning ? '1' : '0' } },
     };
     if (opts.threads !== undefined) o.intraOpNumThreads = opts.threads;
+    if (opts.profile !== undefined) {
+      o.enableProfiling = true;
+      o.profileFilePrefix = opts.profile;
+    }
     try {
       return new Session(await ort.InferenceSession.create(model, o));
     } catch (e) {
@@ -69,6 +78,11 @@ export class Session {
     const out: Record<string, HostTensor> = {};
     for (const [k, v] of Object.entries(r)) out[k] = { shape: [...v.dims], data: v.data as TensorData };
     return out;
+  }
+
+  /** Stops profiling (SessionOptions.profile) and writes the profile file. */
+  async endProfiling(): Promise<void> {
+    await this.s.endProfiling();
   }
 
   async release(): Promise<void> {
