@@ -166,7 +166,7 @@ test('export in each precision: writes the file, validates, reports; a bad opset
     const r = vitfold('export', model, '--precision', precision, '--out', out);
     assert.equal(r.code, 0, r.out + r.err);
     assert.ok(existsSync(out));
-    assert.match(r.out, new RegExp(`wrote .*m-${precision}.onnx .*${precision}, opset 17, batch symbolic\\): 3 layers, 12 heads x 16`));
+    assert.match(r.out, new RegExp(`wrote .*m-${precision}.onnx .*${precision}, opset 17, strided attention, batch symbolic\\): 3 layers, 12 heads x 16`));
     assert.match(r.out, new RegExp(`validate onnxruntime-node ${precision} vs float64 reference .* OK`));
   }
   const fused = vitfold('export', model, '--attention', 'fused', '--out', join(dir, 'fused.onnx'));

@@ -29,13 +29,26 @@ async function run(bytes: Uint8Array, input: { shape: number[]; data: Float64Arr
   return Float64Array.from(out.logits.data as Float32Array);
 }
 
-test('exported golden models reproduce expected.json within 1e-4 (class-token-only and full last layer)', async () => {
+test('exported golden models reproduce expected.json within 1e-4 (strided and transposed heads; class-token-only and full last layer)', async () => {
   for (const name of ['deep', 'folded-k2', 'folded-k3', 'folded-k4', 'folded-k6']) {
     const model = loadModel(join(GOLDEN, `${name}.safetensors`));
+    const L = model.config.depth;
     const want = Float64Array.from(expected.find((c) => c.model === name)!.logits.flat());
-    for (const clsOnly of [true, false]) {
-      const got = await run(toOnnxBytes(buildExportGraph(model, { clsOnly })), x);
-      assert.ok(compareLogits(want, got).maxRel < 1e-4, `${name} clsOnly=${clsOnly}: ${compareLogits(want, got).maxRel}`);
+    for (const attention of ['strided', 'matmul'] as const) {
+      for (const clsOnly of [true, false]) {
+        const g = buildExportGraph(model, { clsOnly, attention });
+        const count = (op: string) => g.nodes.filter((n) => n.op === op).length;
+        if (attention === 'strided') {
+          // heads read in place: no Split; Transposes: the patchify and one head merge per full layer
+          assert.equal(count('FusedMatMul'), 2 * L);
+          assert.equal(count('Split'), 0);
+          assert.equal(count('Transpose'), 1 + L - (clsOnly ? 1 : 0));
+        } else {
+          assert.equal(count('FusedMatMul'), 0, 'matmul attention uses standard ops');
+        }
+        const got = await run(toOnnxBytes(g), x); // batch 4: token-major rows differ from batch-major ones
+        assert.ok(compareLogits(want, got).maxRel < 1e-4, `${name} ${attention} clsOnly=${clsOnly}: ${compareLogits(want, got).maxRel}`);
+      }
     }
   }
 });
@@ -107,12 +120,17 @@ test('fp16 and int8 exports of the golden models stay close to expected.json', a
 test('the int8 graph quantizes every transformer linear layer; fp16 stores half-size weights', () => {
   const m = loadModel(join(GOLDEN, 'folded-k3.safetensors'));
   const L = m.config.depth;
-  const int8 = buildExportGraph(m, { precision: 'int8' });
-  const count = (op: string) => int8.nodes.filter((n) => n.op === op).length;
-  // qkv, proj, fc1, fc2 per layer; the class-token-only last layer splits qkv into kv and q
-  assert.equal(count('MatMulInteger'), 4 * L + 1);
-  assert.equal(count('DynamicQuantizeLinear'), 4 * L + 1);
-  assert.ok(int8.initializers.filter((t) => t.dtype === 'int8').length === 4 * L + 1);
+  for (const attention of ['strided', 'matmul'] as const) {
+    const int8 = buildExportGraph(m, { precision: 'int8', attention });
+    const count = (op: string) => int8.nodes.filter((n) => n.op === op).length;
+    // strided: q, k, v, proj, fc1, fc2 per layer; matmul: qkv, proj, fc1, fc2, with the
+    // class-token-only last layer's qkv split into kv and q
+    const layers = attention === 'strided' ? 6 * L : 4 * L + 1;
+    assert.equal(count('MatMulInteger'), layers, attention);
+    assert.equal(int8.initializers.filter((t) => t.dtype === 'int8').length, layers, attention);
+    // one activation quantization per input: q, k and v share h's; the last layer's q reads the class token
+    assert.equal(count('DynamicQuantizeLinear'), 4 * L + 1, attention);
+  }
   const fp32Bytes = toOnnxBytes(buildExportGraph(m)).length;
   const fp16 = buildExportGraph(m, { precision: 'fp16' });
   assert.ok(fp16.initializers.every((t) => t.dtype !== 'float32'), 'no float32 weights in the fp16 graph');

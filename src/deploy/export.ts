@@ -18,7 +18,7 @@ import { ModelError, type Model } from '../core/model.js';
 import { cloneParams } from '../core/params.js';
 import { referenceForward } from '../core/reference.js';
 import { compareLogits, randomInput, type LogitError } from '../core/verify.js';
-import { B, Graph } from '../graph/graph.js';
+import { B, Graph, type Value } from '../graph/graph.js';
 import type { Params } from '../core/params.js';
 import { toOnnxBytes } from '../graph/onnx.js';
 import { initializerBinding } from '../model/engine.js';
@@ -45,15 +45,19 @@ export interface ExportOptions {
   precision?: Precision;
   opset?: number;
   /**
-   * 'matmul' (default): MatMul/Softmax/MatMul with heads batched. 'fused': ONNX Runtime's
+   * 'strided' (default): token-major rows, heads read in place by ONNX Runtime's
+   * com.microsoft FusedMatMul (ForwardOptions.stridedHeads). 'matmul': standard ONNX ops only,
+   * MatMul/Softmax/MatMul with the heads transposed to [B, H, T, hd]. 'fused': ONNX Runtime's
    * com.microsoft MultiHeadAttention. Measured (DeiT-Tiny, batch 1, 2 threads, interleaved):
-   * onnxruntime-node 12 layers 5% (fp32) and 9% (int8) faster fused, the 3-layer fold the same;
-   * onnxruntime-web (wasm) 5-10% slower fused. So matmul, the portable form, is the default.
+   * strided vs matmul in onnxruntime-node 2-3% faster (fp32) and 4-10% (int8) for the 12-layer
+   * model and the 3-layer fold; in onnxruntime-web the 12-layer model 3-5% faster, the fold the
+   * same. fused vs matmul: onnxruntime-node 12 layers 5% (fp32) and 9% (int8) faster, the fold
+   * the same; onnxruntime-web 5-10% slower.
    */
   attention?: ExportAttention;
 }
 
-export const EXPORT_ATTENTION = ['matmul', 'fused'] as const;
+export const EXPORT_ATTENTION = ['strided', 'matmul', 'fused'] as const;
 export type ExportAttention = (typeof EXPORT_ATTENTION)[number];
 
 /** The model an export runs: plain or folded; a fully joined branched model is folded first. */
@@ -93,7 +97,8 @@ export function buildExportGraph(model: Model, opts: ExportOptions = {}): Graph 
     clsOnlyLastLayer: opts.clsOnly ?? true,
     scaleInQuery: true,
     linear: precision === 'int8' ? int8Linear(g, params) : undefined,
-    fusedAttention: (opts.attention ?? 'matmul') === 'fused',
+    fusedAttention: opts.attention === 'fused',
+    stridedHeads: (opts.attention ?? 'strided') === 'strided',
   });
   g.output(fp16 ? g.cast(logits, 'float32') : logits, 'logits');
   return g;
@@ -121,6 +126,8 @@ export function quantizeRows(w: Float64Array, inp: number, rows: [number, number
  * ORT's MatMulIntegerToFloat / DynamicQuantizeMatMul fusions recognise.
  */
 function int8Linear(g: Graph, params: Params): LinearEmitter {
+  // One DynamicQuantizeLinear per activation: strided attention's q, k and v read the same x.
+  const quantized = new Map<string, Value[]>();
   return (x, { prefix, out, inp, rows }) =>
     g.scope(prefix, () => {
       const n = rows[1] - rows[0];
@@ -129,11 +136,16 @@ function int8Linear(g: Graph, params: Params): LinearEmitter {
       const wq = g.initializer(g.uniqueName(`weight${tag}.int8`), 'int8', [inp, n], q); // [in, n]
       const ws = g.initializer(g.uniqueName(`weight${tag}.scale`), 'float32', [n], scale); // [n]
       const bias = g.initializer(g.uniqueName(`bias${tag}`), 'float32', [n], Float32Array.from(params.get(prefix + '.bias')!.data.subarray(rows[0], rows[1])));
-      const [xq, xs, xzp] = g.node('DynamicQuantizeLinear', [x], {}, [
-        { dtype: 'uint8', shape: x.shape },
-        { dtype: 'float32', shape: [] },
-        { dtype: 'uint8', shape: [] },
-      ]);
+      let xqz = quantized.get(x.name);
+      if (!xqz) {
+        xqz = g.node('DynamicQuantizeLinear', [x], {}, [
+          { dtype: 'uint8', shape: x.shape },
+          { dtype: 'float32', shape: [] },
+          { dtype: 'uint8', shape: [] },
+        ]);
+        quantized.set(x.name, xqz);
+      }
+      const [xq, xs, xzp] = xqz;
       const acc = g.node('MatMulInteger', [xq, wq, xzp], {}, [{ dtype: 'int32', shape: [x.shape[0], n] }])[0]; // [R, n] int32
       return g.add(g.mul(g.cast(acc, 'float32'), g.mul(xs, ws)), bias);
     });

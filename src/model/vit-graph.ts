@@ -57,6 +57,14 @@ export interface ForwardOptions {
    * graphs; needs scaleInQuery.
    */
   fusedAttention?: boolean;
+  /**
+   * Inference graphs (float32): keep the residual stream token-major, [T*B, D] with rows
+   * (token, image), so each head of q, k and v is a strided view [T, B*H, hd] that ONNX
+   * Runtime's com.microsoft FusedMatMul reads in place (transBatchA/transBatchB): no head Split
+   * or Transposes before the scores, one Transpose merging the heads. Same function; row order
+   * only matters to the patch embedding, the class-token rows and attention.
+   */
+  stridedHeads?: boolean;
 }
 
 /** A linear layer x [R, in] -> [R, rows[1] - rows[0]]: rows [r0, r1) of timm's weight [out, in]. */
@@ -164,9 +172,16 @@ class VitBuilder {
     return this.g.layerNorm(z, this.p(norm + '.weight', [D]), this.p(norm + '.bias', [D]), this.cfg.eps).y;
   }
 
-  /** The class token's row of each image: z [B*T, C] -> [B, C]. */
+  /** Whether this graph keeps the residual stream token-major (ForwardOptions.stridedHeads). */
+  private get tokenMajor(): boolean {
+    return !!this.opts.stridedHeads && !this.g.training;
+  }
+
+  /** The class token's row of each image: z [B*T, C] -> [B, C] (token-major: the first B rows). */
   cls(z: Value): Value {
-    return this.g.gather(this.g.reshape(z, [this.batch, this.T, z.shape[1]]), 0, 1);
+    const g = this.g;
+    if (this.tokenMajor) return g.gather(g.reshape(z, [this.T, this.batch, z.shape[1]]), 0, 0);
+    return g.gather(g.reshape(z, [this.batch, this.T, z.shape[1]]), 0, 1);
   }
 
   /** batch * n, e.g. the B*T rows of the residual stream. */
@@ -185,8 +200,17 @@ class VitBuilder {
     const G = S / P;
     const N = numPatches(this.cfg);
     return g.scope('patch_embed', () => {
-      const patches = g.reshape(g.transpose(g.reshape(x, [this.batch, C, G, P, G, P]), [0, 2, 4, 1, 3, 5]), [this.rows(N), C * P * P]); // [B*N, C*P*P]
       const w = g.reshape(this.p('patch_embed.proj.weight', [D, C, P, P]), [D, C * P * P]);
+      if (this.tokenMajor) {
+        const patches = g.reshape(g.transpose(g.reshape(x, [this.batch, C, G, P, G, P]), [2, 4, 0, 1, 3, 5]), [this.rows(N), C * P * P]); // [N*B, C*P*P]
+        const tokens = g.reshape(g.linear(patches, w, this.p('patch_embed.proj.bias', [D])), [N, this.batch, D]); // [N, B, D]
+        const batch = g.slice(g.shapeOf(x), 0, 0, 1); // [1] int64
+        const shape = g.node('Concat', [g.ints([1]), batch, g.ints([D])], { axis: 0 }, [{ dtype: 'int64', shape: [3] }])[0];
+        const cls = g.node('Expand', [this.p('cls_token', [1, 1, D]), shape], {}, [{ dtype: tokens.dtype, shape: [1, this.batch, D] }])[0]; // [1, B, D]
+        const z = g.add(g.concat([cls, tokens], 0), g.reshape(this.p('pos_embed', [1, this.T, D]), [this.T, 1, D])); // [T, B, D]
+        return g.reshape(z, [this.rows(this.T), D]);
+      }
+      const patches = g.reshape(g.transpose(g.reshape(x, [this.batch, C, G, P, G, P]), [0, 2, 4, 1, 3, 5]), [this.rows(N), C * P * P]); // [B*N, C*P*P]
       const tokens = g.reshape(g.linear(patches, w, this.p('patch_embed.proj.bias', [D])), [this.batch, N, D]); // [B, N, D]
       const cls = this.expandBatch(this.p('cls_token', [1, 1, D]), tokens, [this.batch, 1, D]); // [B, 1, D]
       const z = g.add(g.concat([cls, tokens], 1), this.p('pos_embed', [1, this.T, D])); // [B, T, D]
@@ -247,7 +271,21 @@ class VitBuilder {
     const pre = `blocks.${i}.`;
     return g.scope(`blocks.${i}.${clsOnly ? 'cls_only' : 'attn'}`, () => {
       let merged: Value; // [B*n, H*hd]
-      if (this.opts.fusedAttention && !g.training) {
+      if (this.tokenMajor) {
+        // Heads as strided views [T, B*H, hd] of the token-major q, k, v (FusedMatMul's
+        // transBatch reads them in place): [T, B, 3, H*hd] -> three [T, B, 1, H*hd] -> [T, B*H, hd].
+        const h = this.layerNorm(z, pre + 'norm1'); // [T*B, D]
+        const part = (x: Value, j: number, n: number) => g.reshape(this.linear(x, pre + 'attn.qkv', 3 * HD, D, [j * HD, (j + 1) * HD]), [n, { b: H }, hd]);
+        const q = part(clsOnly ? this.cls(h) : h, 0, n); // [n, B*H, hd]
+        const k = part(h, 1, T);
+        const v = part(h, 2, T);
+        const mm = (a: Value, b: Value, attrs: Record<string, number | { float: number }>, shape: Dim[]) =>
+          g.node('FusedMatMul', [a, b], attrs, [{ dtype: a.dtype, shape }], 'com.microsoft')[0];
+        const alpha = this.opts.scaleInQuery ? 1 : 1 / Math.sqrt(hd);
+        const p = g.softmax(mm(q, k, { transB: 1, transBatchA: 1, transBatchB: 1, alpha: { float: alpha } }, [{ b: H }, n, T]), -1); // [B*H, n, T]
+        const out = mm(p, v, { transBatchB: 1 }, [{ b: H }, n, hd]); // [B*H, n, hd]
+        merged = clsOnly ? g.reshape(out, [this.batch, HD]) : g.reshape(g.transpose(g.reshape(out, [this.batch, H, T, hd]), [2, 0, 1, 3]), [this.rows(T), HD]); // [T*B, H*hd]
+      } else if (this.opts.fusedAttention && !g.training) {
         const h = this.layerNorm(z, pre + 'norm1'); // [B*T, D]
         const q = this.qkvPart(clsOnly ? this.cls(h) : h, i, 0, n); // [B, n, H*hd]
         merged = g.reshape(this.mha(q, this.qkvPart(h, i, 1, T), this.qkvPart(h, i, 2, T)), [this.rows(n), HD]);
