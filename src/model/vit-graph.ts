@@ -2,8 +2,10 @@
 //
 // The residual stream is kept 2-D, [B*T, D], so every linear layer is one Gemm reading timm's
 // [out, in] weight with transB (no runtime transposes) and a fused bias. Attention reshapes to
-// [B, H, T, hd] only around its two batched MatMuls. The patch embedding is a patchify
-// (Reshape/Transpose) followed by a Gemm, equal to timm's stride-P convolution.
+// [B, H, T, hd] only around its two batched MatMuls; float32 inference graphs can instead keep
+// the rows token-major, [T*B, D], and read the heads in place (ForwardOptions.stridedHeads).
+// The patch embedding is a patchify (Reshape/Transpose) followed by a Gemm, equal to timm's
+// stride-P convolution.
 //
 // Training graphs (the ones autodiff differentiates) compute the same function with fewer
 // passes over the activations: each LayerNorm's affine is folded into the linear layer after it
