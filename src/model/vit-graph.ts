@@ -202,30 +202,24 @@ class VitBuilder {
     const G = S / P;
     const N = numPatches(this.cfg);
     return g.scope('patch_embed', () => {
+      // Token-major graphs order the rows (patch, image) instead of (image, patch).
+      const tm = this.tokenMajor;
+      const patches = g.reshape(g.transpose(g.reshape(x, [this.batch, C, G, P, G, P]), tm ? [2, 4, 0, 1, 3, 5] : [0, 2, 4, 1, 3, 5]), [this.rows(N), C * P * P]); // [B*N, C*P*P] (token-major: [N*B, ...])
       const w = g.reshape(this.p('patch_embed.proj.weight', [D, C, P, P]), [D, C * P * P]);
-      if (this.tokenMajor) {
-        const patches = g.reshape(g.transpose(g.reshape(x, [this.batch, C, G, P, G, P]), [2, 4, 0, 1, 3, 5]), [this.rows(N), C * P * P]); // [N*B, C*P*P]
-        const tokens = g.reshape(g.linear(patches, w, this.p('patch_embed.proj.bias', [D])), [N, this.batch, D]); // [N, B, D]
-        const batch = g.slice(g.shapeOf(x), 0, 0, 1); // [1] int64
-        const shape = g.node('Concat', [g.ints([1]), batch, g.ints([D])], { axis: 0 }, [{ dtype: 'int64', shape: [3] }])[0];
-        const cls = g.node('Expand', [this.p('cls_token', [1, 1, D]), shape], {}, [{ dtype: tokens.dtype, shape: [1, this.batch, D] }])[0]; // [1, B, D]
-        const z = g.add(g.concat([cls, tokens], 0), g.reshape(this.p('pos_embed', [1, this.T, D]), [this.T, 1, D])); // [T, B, D]
-        return g.reshape(z, [this.rows(this.T), D]);
-      }
-      const patches = g.reshape(g.transpose(g.reshape(x, [this.batch, C, G, P, G, P]), [0, 2, 4, 1, 3, 5]), [this.rows(N), C * P * P]); // [B*N, C*P*P]
-      const tokens = g.reshape(g.linear(patches, w, this.p('patch_embed.proj.bias', [D])), [this.batch, N, D]); // [B, N, D]
-      const cls = this.expandBatch(this.p('cls_token', [1, 1, D]), tokens, [this.batch, 1, D]); // [B, 1, D]
-      const z = g.add(g.concat([cls, tokens], 1), this.p('pos_embed', [1, this.T, D])); // [B, T, D]
+      const tokens = g.reshape(g.linear(patches, w, this.p('patch_embed.proj.bias', [D])), tm ? [N, this.batch, D] : [this.batch, N, D]); // [B, N, D] or [N, B, D]
+      const cls = this.expandBatch(this.p('cls_token', [1, 1, D]), x, tm ? [1, this.batch, D] : [this.batch, 1, D]); // [B, 1, D] or [1, B, D]
+      const pos = this.p('pos_embed', [1, this.T, D]);
+      const z = g.add(g.concat([cls, tokens], tm ? 0 : 1), tm ? g.reshape(pos, [this.T, 1, D]) : pos); // [B, T, D] or [T, B, D]
       return g.reshape(z, [this.rows(this.T), D]);
     });
   }
 
-  /** Broadcasts v to `dims` (one B dim, taken from dim 0 of `batchRef`). */
+  /** Broadcasts v to `dims`: one B dim (at any position), taken from dim 0 of `batchRef`. */
   private expandBatch(v: Value, batchRef: Value, dims: Dim[]): Value {
     const g = this.g;
-    const batch = g.slice(g.shapeOf(batchRef), 0, 0, 1); // [1] int64
-    const rest = dims.slice(1) as number[];
-    const shape = g.node('Concat', [batch, g.ints(rest)], { axis: 0 }, [{ dtype: 'int64', shape: [dims.length] }])[0];
+    let batch: Value | undefined; // [1] int64, made once where dims hold B
+    const parts = dims.map((d) => (typeof d === 'number' ? g.ints([d]) : (batch ??= g.slice(g.shapeOf(batchRef), 0, 0, 1))));
+    const shape = g.node('Concat', parts, { axis: 0 }, [{ dtype: 'int64', shape: [dims.length] }])[0];
     return g.node('Expand', [v, shape], {}, [{ dtype: v.dtype, shape: dims }])[0];
   }
 
