@@ -4,7 +4,8 @@
 //   - weights baked as [in, out] (ORT pre-packs constant MatMul operands), single-op
 //     LayerNormalization / Gelu / Softmax, symbolic batch dimension;
 //   - the attention scale 1/sqrt(hd) folded into the query rows of every qkv layer;
-//   - attention as MatMul/Softmax/MatMul, or ORT's fused MultiHeadAttention (--attention fused);
+//   - attention with the heads read in place by ORT's FusedMatMul (--attention strided, the
+//     default), as standard MatMul/Softmax/MatMul (matmul), or ORT's MultiHeadAttention (fused);
 //   - the last layer for the class token only (the head reads nothing else): keys and values of
 //     every token, queries, attention, projection and FFN of one token (exact);
 //   - precisions: fp32; fp16 (weights and activations float16, float32 input and logits);
