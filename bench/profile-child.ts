@@ -7,7 +7,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseTrace, summarizeTrace } from '../src/deploy/profile.js';
-import { peakGraph } from '../src/deploy/bench.js';
+import { peakGraph, timeInterleaved } from '../src/deploy/bench.js';
 import { Session } from '../src/runtime/ort.js';
 import { profileModelWeb, timeModelsWeb } from '../src/runtime/ort-web.js';
 
@@ -18,15 +18,9 @@ if (o.peak) {
   const n = o.peak;
   let times: number[];
   if (o.runtime === 'node') {
-    const s = await Session.create(peakGraph(n), { threads: o.threads });
-    const x = { shape: [n, n], data: input([n, n]) };
-    times = [];
-    for (let i = 0; i < o.warmup + o.runs; i++) {
-      const t0 = performance.now();
-      await s.run({ x });
-      if (i >= o.warmup) times.push(performance.now() - t0);
-    }
-    await s.release();
+    const session = await Session.create(peakGraph(n), { threads: o.threads });
+    [times] = await timeInterleaved([{ session, feeds: { x: { shape: [n, n], data: input([n, n]) } } }], { rounds: 1, runs: o.runs, warmup: o.warmup });
+    await session.release();
   } else {
     const r = await timeModelsWeb([peakGraph(n)], { threads: o.threads, shape: [n, n], runs: o.runs, rounds: 1, warmup: o.warmup });
     if (!r.times[0]) throw new Error(`onnxruntime-web could not run the peak MatMul: ${r.errors[0]}`);

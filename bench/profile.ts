@@ -8,7 +8,6 @@
 //   npm run bench:profile [-- --preset deit-tiny --depths 12,3 --runtime node,web --threads 2 --runs 20]
 
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,7 +16,7 @@ import { preset } from '../src/core/config.js';
 import { exportFlopsPerImage } from '../src/core/flops.js';
 import { initParams } from '../src/core/params.js';
 import type { Model } from '../src/core/model.js';
-import { modelsAtDepths, PEAK_N } from '../src/deploy/bench.js';
+import { modelsAtDepths, PEAK_N, runNodeScript } from '../src/deploy/bench.js';
 import { buildExportGraph } from '../src/deploy/export.js';
 import { MATRIX_OPS, type ProfileSummary } from '../src/deploy/profile.js';
 import { toOnnxBytes } from '../src/graph/onnx.js';
@@ -41,11 +40,7 @@ for (const r of runtimes) if (r !== 'node' && r !== 'web') throw new Error(`--ru
 const shape = [1, cfg.in_chans, cfg.img_size, cfg.img_size];
 
 const child = join(dirname(fileURLToPath(import.meta.url)), 'profile-child.ts');
-function runChild<T>(job: object): T {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', child, JSON.stringify(job)], { encoding: 'utf8', maxBuffer: 64 << 20 });
-  if (r.status !== 0) throw new Error(`profile child failed (exit ${r.status}): ${(r.stderr || '').trim().split('\n').slice(-3).join(' ')}`);
-  return JSON.parse(r.stdout.trim().split('\n').pop()!) as T;
-}
+const runChild = <T>(job: object): T => runNodeScript<T>(child, [JSON.stringify(job)], 'profile child');
 
 const deep: Model = { config: cfg, structure: { kind: 'plain' }, params: initParams(cfg, 0), dtype: 'F32', extraMetadata: {} };
 const dir = mkdtempSync(join(tmpdir(), 'vitfold-bench-profile-'));

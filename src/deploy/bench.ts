@@ -138,14 +138,18 @@ export function peakGraph(n: number): Uint8Array {
 }
 export const PEAK_N = 1024;
 
-/** Runs one of this folder's child scripts (bench-memory, bench-web-child) and parses its last stdout line. */
+/** Runs a Node script in a child process (a .ts one under tsx) and parses its last stdout line as JSON. */
+export function runNodeScript<T>(script: string, args: string[], what: string): T {
+  const r = spawnSync(process.execPath, [...(script.endsWith('.ts') ? ['--import', 'tsx'] : []), script, ...args], { encoding: 'utf8', maxBuffer: 64 << 20 });
+  if (r.status !== 0) throw new Error(`${what} failed (exit ${r.status}): ${(r.stderr || '').trim().split('\n').slice(-3).join(' ')}`);
+  return JSON.parse(r.stdout.trim().split('\n').pop()!) as T;
+}
+
+/** Runs one of this folder's child scripts (bench-memory, bench-web-child). */
 function runChild<T>(name: string, args: string[], what: string): T {
   const self = fileURLToPath(import.meta.url);
   const ts = self.endsWith('.ts'); // under tsx (tests, bench scripts) the children are .ts too
-  const script = join(dirname(self), `${name}.${ts ? 'ts' : 'js'}`);
-  const r = spawnSync(process.execPath, [...(ts ? ['--import', 'tsx'] : []), script, ...args], { encoding: 'utf8', maxBuffer: 64 << 20 });
-  if (r.status !== 0) throw new Error(`${what} failed (exit ${r.status}): ${(r.stderr || '').trim().split('\n').slice(-3).join(' ')}`);
-  return JSON.parse(r.stdout.trim().split('\n').pop()!) as T;
+  return runNodeScript<T>(join(dirname(self), `${name}.${ts ? 'ts' : 'js'}`), args, what);
 }
 
 function memoryOf(file: string, shape: number[], threads: number): number {
