@@ -11,13 +11,14 @@ import { test } from 'node:test';
 import { preset } from '../src/core/config.js';
 import { exportFlopsPerImage, flopsPerImage } from '../src/core/flops.js';
 import { foldedConfig } from '../src/core/fold.js';
-import { benchSvg, formatBench, modelsAtDepths, runBench } from '../src/deploy/bench.js';
+import { benchSvg, formatBench, modelsAtDepths, peakGraph, runBench, SPIN_PAUSE_MS, timeInterleaved } from '../src/deploy/bench.js';
+import { Session } from '../src/runtime/ort.js';
 import { findChromium } from '../src/deploy/bench-browser.js';
 import { randomModel, REPO, smallConfig, tmpDir } from './helpers.js';
 
 test('runBench: every depth x precision on node and web, ratios vs the deep fp32 export, memory, JSON, SVG', async () => {
   const deep = randomModel(smallConfig(), 2);
-  const r = await runBench({ deep, depths: [6, 3, 2], batches: [1, 2], threads: [1], precisions: ['fp32', 'int8'], runtimes: ['node', 'web'], runs: 2, rounds: 1, warmup: 1, peers: false, memory: true, log: () => {} });
+  const r = await runBench({ deep, depths: [6, 3, 2], batches: [1, 2], threads: [1], precisions: ['fp32', 'int8'], runtimes: ['node', 'web'], runs: 2, rounds: 1, warmup: 1, peers: false, memory: true, spin: true, log: () => {} });
   assert.equal(r.baseline, 'vitfold export 6L fp32');
   assert.match(r.notes.join('\n'), /PyTorch baselines skipped: not requested/);
   for (const runtime of ['node', 'web'] as const) {
@@ -42,6 +43,21 @@ test('runBench: every depth x precision on node and web, ratios vs the deep fp32
   assert.equal((svg.match(/<rect /g) ?? []).length, r.rows.length);
   assert.match(formatBench(r), /vitfold export 2L\s+int8\s+2\s+1/);
   assert.match(formatBench(r), /fp32 matmul peak \(ORT, 1024\^3 MatMul, fastest of the same rounds\): \d+\.\d GFLOP\/s at 1 thread\n/);
+  assert.equal(r.spin, true);
+  assert.match(formatBench(r), /onnxruntime-node: spin-waiting on \(ORT's default\), 100 ms idle after each session's runs\n/);
+  assert.match(formatBench({ ...r, spin: false }), /onnxruntime-node: spin-waiting off \(--no-spin\)\n/);
+});
+
+test('timeInterleaved idles pauseMs after each session\'s block (spin-waiting pools stop before the next)', async () => {
+  const s = await Session.create(peakGraph(8), { threads: 1, spinning: true });
+  const feeds = { x: { shape: [8, 8], data: new Float32Array(64) } };
+  const t0 = performance.now();
+  const times = await timeInterleaved([{ session: s, feeds }, { session: s, feeds }], { rounds: 2, runs: 3, warmup: 1, pauseMs: SPIN_PAUSE_MS });
+  const elapsed = performance.now() - t0;
+  await s.release();
+  assert.deepEqual(times.map((t) => t.length), [6, 6]);
+  // 4 blocks, each followed by a pause; the 32 runs of an 8x8 MatMul take well under a millisecond each
+  assert.ok(elapsed >= 4 * SPIN_PAUSE_MS - 5, `elapsed ${elapsed.toFixed(1)} ms`);
 });
 
 // The browser runtime needs Chromium (CI installs Debian's chromium and sets
@@ -51,7 +67,7 @@ const chromium = findChromium();
 test('runBench in headless Chromium: onnxruntime-web rows for every depth, ratios, the browser named', { skip: !chromium && !requireChromium ? 'Chromium not installed (apt-get install chromium)' : false }, async () => {
   assert.ok(chromium, 'VITFOLD_REQUIRE_CHROMIUM=1 but no chromium on PATH (apt-get install chromium)');
   const deep = randomModel(smallConfig(), 2);
-  const r = await runBench({ deep, depths: [6, 3], batches: [1], threads: [2], precisions: ['fp32', 'int8'], runtimes: ['browser'], runs: 2, rounds: 2, warmup: 1, peers: false, memory: false, log: () => {} });
+  const r = await runBench({ deep, depths: [6, 3], batches: [1], threads: [2], precisions: ['fp32', 'int8'], runtimes: ['browser'], runs: 2, rounds: 2, warmup: 1, peers: false, memory: false, spin: true, log: () => {} });
   const rows = r.rows.filter((x) => x.runtime === 'browser');
   assert.deepEqual(rows.map((x) => `${x.depth}${x.precision}`), ['6fp32', '6int8', '3fp32', '3int8']);
   for (const x of rows) assert.ok(x.minMs > 0 && x.minMs <= x.medianMs && x.medianMs <= x.maxMs, JSON.stringify(x));
@@ -59,6 +75,7 @@ test('runBench in headless Chromium: onnxruntime-web rows for every depth, ratio
   assert.match(r.notes.join('\n'), /browser: .*HeadlessChrome\/\d+/);
   assert.match(formatBench(r), /browser\s+vitfold export 3L\s+int8/);
   assert.doesNotMatch(formatBench(r), /matmul peak/, 'no peak line without the node runtime');
+  assert.doesNotMatch(formatBench(r), /spin-waiting/, 'no onnxruntime-node line without the node runtime');
 });
 
 test('the browser runtime is skipped with a note when Chromium cannot be found', async () => {
@@ -66,7 +83,7 @@ test('the browser runtime is skipped with a note when Chromium cannot be found',
   process.env.VITFOLD_CHROMIUM = '/nonexistent/chromium';
   try {
     assert.equal(findChromium(), undefined);
-    const r = await runBench({ deep: randomModel(smallConfig(), 2), depths: [6], batches: [1], threads: [1], precisions: ['fp32'], runtimes: ['browser'], runs: 1, rounds: 1, warmup: 1, peers: false, memory: false, log: () => {} });
+    const r = await runBench({ deep: randomModel(smallConfig(), 2), depths: [6], batches: [1], threads: [1], precisions: ['fp32'], runtimes: ['browser'], runs: 1, rounds: 1, warmup: 1, peers: false, memory: false, spin: true, log: () => {} });
     assert.equal(r.rows.length, 0);
     assert.match(r.notes.join('\n'), /browser runtime skipped: Chromium not found \(apt-get install chromium, or set VITFOLD_CHROMIUM\)/);
   } finally {

@@ -25,6 +25,7 @@ interface BenchFlags {
   warmup: number;
   peers: boolean;
   memory: boolean;
+  spin: boolean;
   out: string;
 }
 
@@ -44,10 +45,11 @@ export function addBenchCommand(program: Command): void {
     .addOption(new Option('--warmup <n>', 'untimed runs before each round').argParser(positiveInt('--warmup')).default(3))
     .option('--no-peers', 'skip the PyTorch baselines (torch.onnx.export in ORT, PyTorch eager)')
     .option('--no-memory', 'skip the per-model peak-memory processes')
+    .option('--no-spin', "onnxruntime-node sessions without spin-waiting (default: ORT's default spin-waiting, 100 ms idle after each session's runs)")
     .option('--out <dir>', 'where bench.json and bench.svg go', 'bench-results')
     .addHelpText(
       'after',
-      '\nBaselines need Debian\'s python3-torch (and libopenblas0-openmp); without it they are skipped with a note.\n\nExamples:\n  $ vitfold bench\n  $ vitfold bench --depths 12,3 --batch 1,8 --threads 1,2 --precision fp32,fp16,int8\n  $ vitfold bench --runtime node,web --no-peers\n  $ vitfold bench --runtime browser --depths 12,3 --precision fp32\n  $ vitfold bench --model deit-tiny.safetensors --out results/deit',
+      '\nBaselines need Debian\'s python3-torch (and libopenblas0-openmp); without it they are skipped with a note.\n\nExamples:\n  $ vitfold bench\n  $ vitfold bench --depths 12,3 --batch 1,8 --threads 1,2 --precision fp32,fp16,int8\n  $ vitfold bench --runtime node,web --no-peers\n  $ vitfold bench --depths 12,3 --precision fp32 --no-spin\n  $ vitfold bench --runtime browser --depths 12,3 --precision fp32\n  $ vitfold bench --model deit-tiny.safetensors --out results/deit',
     )
     .action(async (o: BenchFlags) => {
       let deep: Model;
@@ -75,6 +77,7 @@ export function addBenchCommand(program: Command): void {
         warmup: o.warmup,
         peers: o.peers,
         memory: o.memory,
+        spin: o.spin,
         log: (line) => console.log(line),
         progress: (d, t) => progress.update(d, t),
       });

@@ -8,8 +8,10 @@
 //   - the same exports in onnxruntime-web (wasm) under Node ('web', bench-web-child.ts) and
 //     inside headless Chromium ('browser', bench-browser.ts).
 // Every node-runtime candidate is timed in interleaved rounds (this VM's speed drifts by ~15%
-// over minutes) with sessions that do not spin-wait against each other. Peak memory is each
-// model's own process (bench-memory.ts), not this one's.
+// over minutes). Sessions spin-wait as onnxruntime-node does by default (what a deployed model
+// gets), and each session's block of runs is followed by SPIN_PAUSE_MS of idle time, so no
+// session's spinning pool takes the cores while another is timed (--no-spin: spin-waiting off,
+// no pauses). Peak memory is each model's own process (bench-memory.ts), not this one's.
 
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -44,6 +46,11 @@ export interface BenchOptions {
   warmup: number;
   peers: boolean;
   memory: boolean;
+  /**
+   * onnxruntime-node sessions spin-wait between ops (ORT's default), with SPIN_PAUSE_MS idle
+   * after each session's block; false: spin-waiting off and no pauses.
+   */
+  spin: boolean;
   log: (line: string) => void;
   /** Progress of the timing loop (done, total). */
   progress?: (done: number, total: number) => void;
@@ -76,6 +83,8 @@ export interface BenchResult {
   baseline: string;
   /** fp32 matmul peak (GFLOP/s) per thread count: the fastest run of a 1024^3 constant-weight MatMul. */
   peakGflops: Record<string, number>;
+  /** Whether the onnxruntime-node sessions spin-waited (BenchOptions.spin). */
+  spin: boolean;
   /** Peak RSS of node + onnxruntime with no model loaded (the floor under every peakRssMiB). */
   rssFloorMiB?: number;
   rows: BenchRow[];
@@ -138,6 +147,14 @@ export function peakGraph(n: number): Uint8Array {
 }
 export const PEAK_N = 1024;
 
+/**
+ * Idle time after each session's block of timed runs when sessions spin-wait. After a run an
+ * onnxruntime-node pool keeps one core spinning for ~43 ms (measured with a DeiT-Tiny fold: the
+ * process used 42.5-43.5 ms of CPU in the 50-200 ms after a run, 0.3 ms with spinning off);
+ * 100 ms leaves no pool spinning when the next session's block starts.
+ */
+export const SPIN_PAUSE_MS = 100;
+
 /** Runs a Node script in a child process (a .ts one under tsx) and parses its last stdout line as JSON. */
 export function runNodeScript<T>(script: string, args: string[], what: string): T {
   const r = spawnSync(process.execPath, [...(script.endsWith('.ts') ? ['--import', 'tsx'] : []), script, ...args], { encoding: 'utf8', maxBuffer: 64 << 20 });
@@ -167,11 +184,12 @@ function timeWeb(files: string[], o: WebJob, log: (line: string) => void): (numb
 
 /**
  * Times each session on its feeds in interleaved rounds (warm-up, then `runs` timed runs, per
- * session per round): slow drifts of the machine hit every candidate alike.
+ * session per round): slow drifts of the machine hit every candidate alike. `pauseMs` idles
+ * after each block (spin-waiting sessions: SPIN_PAUSE_MS).
  */
 export async function timeInterleaved(
   items: { session: Session; feeds: Record<string, HostTensor> }[],
-  o: { rounds: number; runs: number; warmup: number },
+  o: { rounds: number; runs: number; warmup: number; pauseMs?: number },
   onRound?: () => void,
 ): Promise<number[][]> {
   const times = items.map(() => [] as number[]);
@@ -184,6 +202,7 @@ export async function timeInterleaved(
         await session.run(feeds);
         times[i].push(performance.now() - t0);
       }
+      if (o.pauseMs) await new Promise((resolve) => setTimeout(resolve, o.pauseMs));
       onRound?.();
     }
   }
@@ -242,14 +261,14 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
     const total = o.threads.length * o.batches.length * o.rounds * (candidates.length + 1);
     let done = 0;
     for (const threads of o.threads) {
-      const sessions = await Promise.all(candidates.map((c) => Session.create(c.bytes, { threads })));
-      const peak = await Session.create(peakGraph(PEAK_N), { threads });
+      const sessions = await Promise.all(candidates.map((c) => Session.create(c.bytes, { threads, spinning: o.spin })));
+      const peak = await Session.create(peakGraph(PEAK_N), { threads, spinning: o.spin });
       try {
         for (const batch of o.batches) {
           const x = { shape: [batch, ...inputShape.slice(1)], data: new Float32Array(batch * inputShape.slice(1).reduce((a, b) => a * b, 1)).map((_, i) => Math.sin(0.37 * i)) };
           const px = { shape: [PEAK_N, PEAK_N], data: new Float32Array(PEAK_N * PEAK_N).map((_, i) => Math.cos(i)) };
           const items = [...sessions.map((session) => ({ session, feeds: { x } })), { session: peak, feeds: { x: px } }];
-          const times = await timeInterleaved(items, o, () => o.progress?.(++done, total));
+          const times = await timeInterleaved(items, { ...o, pauseMs: o.spin ? SPIN_PAUSE_MS : 0 }, () => o.progress?.(++done, total));
           peakGflops[threads] = Math.max(peakGflops[threads] ?? 0, (2 * PEAK_N ** 3) / (stats(times[sessions.length]).min * 1e6));
           candidates.forEach((c, i) => rows.push(row('node', c, batch, threads, times[i])));
         }
@@ -326,6 +345,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
     config: cfg,
     baseline,
     peakGflops,
+    spin: o.spin,
     rssFloorMiB,
     rows,
     notes,
@@ -338,6 +358,9 @@ export function formatBench(r: BenchResult): string {
   lines.push(`${c.img_size}x${c.img_size}/${c.patch_size}, width ${c.embed_dim}, ${c.num_heads} heads, ${c.depth} layers; ${r.machine.cpu} (${r.machine.cores} cores), node ${r.machine.node}`);
   if (Object.keys(r.peakGflops).length) {
     lines.push(`fp32 matmul peak (ORT, ${PEAK_N}^3 MatMul, fastest of the same rounds): ${Object.entries(r.peakGflops).map(([t, g]) => `${g.toFixed(1)} GFLOP/s at ${t} thread${t === '1' ? '' : 's'}`).join(', ')}`);
+  }
+  if (r.rows.some((x) => x.runtime === 'node')) {
+    lines.push(r.spin ? `onnxruntime-node: spin-waiting on (ORT's default), ${SPIN_PAUSE_MS} ms idle after each session's runs` : 'onnxruntime-node: spin-waiting off (--no-spin)');
   }
   lines.push(`ratio = median latency / ${r.baseline} (same runtime, batch, threads); %peak = matrix-product FLOPs per second at the median / fp32 peak`);
   const head = ['runtime', 'model', 'prec', 'batch', 'thr', 'median ms', 'min', 'max', 'img/s', 'ratio', '%peak', 'RSS MiB'];
