@@ -1,5 +1,6 @@
 // Child process of bench/profile.ts: one model (or the matmul peak) in one runtime, alone in its
-// process (profiled sessions created later in a process ran 20-40% slower in element-wise ops).
+// process (profiled sessions created later in a process ran 20-40% slower in element-wise ops);
+// onnxruntime-node sessions spin-wait, ORT's default and `vitfold bench`'s (alone, nothing to spin against).
 // argv: JSON {runtime: 'node'|'web', threads, runs, warmup, file?, shape?, peak?}; prints one
 // JSON line: a ProfileSummary, or {gflops} (fastest run of the peak MatMul) with `peak`.
 
@@ -18,7 +19,7 @@ if (o.peak) {
   const n = o.peak;
   let times: number[];
   if (o.runtime === 'node') {
-    const session = await Session.create(peakGraph(n), { threads: o.threads });
+    const session = await Session.create(peakGraph(n), { threads: o.threads, spinning: true });
     [times] = await timeInterleaved([{ session, feeds: { x: { shape: [n, n], data: input([n, n]) } } }], { rounds: 1, runs: o.runs, warmup: o.warmup });
     await session.release();
   } else {
@@ -33,7 +34,7 @@ if (o.peak) {
   if (o.runtime === 'node') {
     const dir = mkdtempSync(join(tmpdir(), 'vitfold-profile-'));
     try {
-      const s = await Session.create(bytes, { threads: o.threads, profile: join(dir, 'ort') });
+      const s = await Session.create(bytes, { threads: o.threads, spinning: true, profile: join(dir, 'ort') });
       const x = { shape: o.shape!, data: input(o.shape!) };
       for (let i = 0; i < o.warmup + o.runs; i++) await s.run({ x });
       await s.endProfiling();
