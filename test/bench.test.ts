@@ -11,7 +11,7 @@ import { test } from 'node:test';
 import { preset } from '../src/core/config.js';
 import { exportFlopsPerImage, flopsPerImage } from '../src/core/flops.js';
 import { foldedConfig } from '../src/core/fold.js';
-import { benchSvg, formatBench, modelsAtDepths, peakGraph, runBench, SPIN_PAUSE_MS, timeInterleaved } from '../src/deploy/bench.js';
+import { benchSvg, formatBench, modelsAtDepths, peakGraph, runBench, runNodeScript, SPIN_PAUSE_MS, timeInterleaved } from '../src/deploy/bench.js';
 import { Session } from '../src/runtime/ort.js';
 import { findChromium } from '../src/deploy/bench-browser.js';
 import { randomModel, REPO, smallConfig, tmpDir } from './helpers.js';
@@ -56,8 +56,17 @@ test('timeInterleaved idles pauseMs after each session\'s block (spin-waiting po
   const elapsed = performance.now() - t0;
   await s.release();
   assert.deepEqual(times.map((t) => t.length), [6, 6]);
-  // 4 blocks, each followed by a pause; the 32 runs of an 8x8 MatMul take well under a millisecond each
+  // 4 blocks, each followed by a pause; the 16 runs of an 8x8 MatMul take well under a millisecond each
   assert.ok(elapsed >= 4 * SPIN_PAUSE_MS - 5, `elapsed ${elapsed.toFixed(1)} ms`);
+});
+
+test('a spin-waiting session keeps a core busy after a run, for less than SPIN_PAUSE_MS; one without spinning does not', () => {
+  // Process CPU time while idle (what the bench's pause is for; measured: ~30-43 ms after a run),
+  // in a child process that does nothing else.
+  const r = runNodeScript<Record<'on' | 'off', { during: number; after: number }>>(join(REPO, 'test', 'spin-probe.ts'), [], 'spin probe');
+  assert.ok(r.on.during > 10, `spinning: ${r.on.during.toFixed(1)} ms of CPU in the ${SPIN_PAUSE_MS} ms after a run`);
+  assert.ok(r.off.during < 5, `not spinning: ${r.off.during.toFixed(1)} ms of CPU in the ${SPIN_PAUSE_MS} ms after a run`);
+  for (const m of ['on', 'off'] as const) assert.ok(r[m].after < 5, `spinning ${m}: ${r[m].after.toFixed(1)} ms of CPU in the 50 ms after the pause`);
 });
 
 // The browser runtime needs Chromium (CI installs Debian's chromium and sets
@@ -117,7 +126,13 @@ test('CLI: vitfold bench writes bench.json and bench.svg; bad lists are usage er
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /vitfold export 3L\s+int8/);
   assert.ok(existsSync(join(dir, 'bench.svg')));
-  assert.equal(JSON.parse(readFileSync(join(dir, 'bench.json'), 'utf8')).rows.length, 4);
+  const json = JSON.parse(readFileSync(join(dir, 'bench.json'), 'utf8'));
+  assert.equal(json.rows.length, 4);
+  assert.equal(json.spin, true, 'spin-waiting by default');
+  const noSpin = spawnSync(process.execPath, [BIN, 'bench', '--preset', 'vit-28', '--depths', '3', '--precision', 'fp32', '--runs', '1', '--rounds', '1', '--warmup', '1', '--no-peers', '--no-memory', '--no-spin', '--out', dir], { encoding: 'utf8' });
+  assert.equal(noSpin.status, 0, noSpin.stderr);
+  assert.match(noSpin.stdout, /onnxruntime-node: spin-waiting off \(--no-spin\)/);
+  assert.equal(JSON.parse(readFileSync(join(dir, 'bench.json'), 'utf8')).spin, false);
   const bad = spawnSync(process.execPath, [BIN, 'bench', '--preset', 'vit-28', '--depths', '5', '--out', dir], { encoding: 'utf8' });
   assert.equal(bad.status, 2);
   assert.match(bad.stderr, /--depths 5: does not divide the model's 12 layers/);

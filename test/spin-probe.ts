@@ -1,0 +1,29 @@
+// Child process of test/bench.test.ts: the process CPU time while idle after a run of a session
+// with spin-waiting on and off, measured in a process that does nothing else (no GC of earlier
+// tests' buffers in the count). Prints one JSON line: {on: {during, after}, off: {during, after}}
+// in ms, `during` the SPIN_PAUSE_MS after a run, `after` the 50 ms after that.
+
+import { peakGraph, SPIN_PAUSE_MS } from '../src/deploy/bench.js';
+import { Session } from '../src/runtime/ort.js';
+
+const cpuMsDuring = async (ms: number) => {
+  const c0 = process.cpuUsage();
+  await new Promise((resolve) => setTimeout(resolve, ms));
+  const c = process.cpuUsage(c0);
+  return (c.user + c.system) / 1000;
+};
+const n = 256;
+const feeds = { x: { shape: [n, n], data: new Float32Array(n * n).fill(1) } };
+// The first such measurement in a process counts one-off work of its main thread (seen: 5.9 and
+// 10-12 ms of CPU in the idle window with spinning off): one untimed round first.
+const measure = async (spinning: boolean) => {
+  const s = await Session.create(peakGraph(n), { threads: 2, spinning });
+  for (let i = 0; i < 3; i++) await s.run(feeds);
+  const during = await cpuMsDuring(SPIN_PAUSE_MS);
+  const after = await cpuMsDuring(50);
+  await s.release();
+  return { during, after };
+};
+await measure(false);
+const out = { on: await measure(true), off: await measure(false) };
+process.stdout.write(JSON.stringify(out) + '\n');
