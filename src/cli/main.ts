@@ -482,7 +482,7 @@ Examples:
       const tol = o.tol ?? EXPORT_TOLERANCE[o.precision];
       const ok = r.error.maxRel <= tol;
       const c = model.config;
-      console.log(`wrote    ${o.out} (${(r.bytes.length / 2 ** 20).toFixed(1)} MiB, ${o.precision}, opset ${opset}${`, ${o.attention} attention`}, batch symbolic): ${c.depth} layers, ${c.num_heads} heads x ${c.head_dim}, MLP ${c.mlp_hidden}${o.clsOnly ? ', last layer for the class token only' : ''}`);
+      console.log(`wrote    ${o.out} (${(r.bytes.length / 2 ** 20).toFixed(1)} MiB, ${o.precision}, opset ${opset}, ${o.attention} attention, batch symbolic): ${c.depth} layers, ${c.num_heads} heads x ${c.head_dim}, MLP ${c.mlp_hidden}${o.clsOnly ? ', last layer for the class token only' : ''}`);
       console.log(`validate onnxruntime-node ${o.precision} vs float64 reference (seeded input, batch 2): max abs ${fmtErr(r.error.maxAbs)}, max rel ${fmtErr(r.error.maxRel)} (tolerance ${tol})  ${ok ? 'OK' : 'FAILED'}  [${seconds(t0)}]`);
       if (!ok) process.exitCode = EXIT_CHECK_FAILED;
     });
