@@ -233,7 +233,14 @@ const RULES: Record<string, Rule> = {
     const d = dy[0]!;
     // Y = op(A) op(B) + C.  d op(A) = dY op(B)^T,  d op(B) = op(A)^T dY.
     const gA = !need[0] ? null : tA ? g.gemm(b, d, null, { transA: tB, transB: true }) : g.gemm(d, b, null, { transB: !tB });
-    const gB = !need[1] ? null : tB ? g.gemm(d, a, null, { transA: true, transB: tA }) : g.gemm(a, d, null, { transA: !tA });
+    // A linear layer's weight gradient dW = dY^T X contracts over its R rows. MLAS runs it faster
+    // with dY^T copied out by a Transpose first than with transA, whose copy of A runs inside the
+    // Gemm (measured, 2 threads, R = 3200, Transpose included: [3200, 384] x [3200, 96] 1.69 vs
+    // 1.93 ms, [3200, 96] x [3200, 384] 1.60 vs 1.85 ms; the training step 0.95x).
+    // transposeMatrix keeps ORT from fusing that Transpose back into transA. One-row products
+    // (the folded LayerNorm shift) keep transA.
+    const rowsContracted = tB && !tA && a.dtype === 'float32' && !dimEq(d.shape[0], 1);
+    const gB = !need[1] ? null : rowsContracted ? g.gemm(g.transposeMatrix(d), a, null) : tB ? g.gemm(d, a, null, { transA: true, transB: tA }) : g.gemm(a, d, null, { transA: !tA });
     const gC = c && need[2] ? unbroadcast(g, d, c) : null;
     return [gA, gB, gC];
   },

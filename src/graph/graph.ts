@@ -485,6 +485,18 @@ export class Graph {
     return this.node1('Transpose', [x], { perm }, x.dtype, perm.map((p) => x.shape[p]));
   }
 
+  /**
+   * The 2-D transpose [R, C] -> [C, R] as a rank-3 Transpose between two Reshapes. ORT's
+   * GemmTransposeFusion folds a 2-D Transpose that feeds only Gemms back into transA/transB,
+   * and a transA Gemm is the slow one (it copies A transposed inside MLAS; see autodiff's Gemm
+   * rule). A rank-3 Transpose is not matched, so the transposed copy stays a separate op.
+   */
+  transposeMatrix(x: Value): Value {
+    if (x.shape.length !== 2) throw new GraphError(`transposeMatrix(${x.name}): expected 2-D, got ${shapeStr(x.shape)}`);
+    const [r, c] = x.shape;
+    return this.reshape(this.transpose(this.reshape(x, [1, r, c]), [0, 2, 1]), [c, r]);
+  }
+
   concat(xs: Value[], axis: number): Value {
     const r = xs[0].shape.length;
     const ax = axis < 0 ? axis + r : axis;

@@ -27,6 +27,8 @@ export interface SessionOptions {
    * endProfiling() is called; the path prefix may include a directory.
    */
   profile?: string;
+  /** Write the graph as ORT optimized it to this path (tests check what ORT actually runs). */
+  optimizedModelPath?: string;
 }
 
 export class RuntimeError extends Error {
@@ -52,6 +54,7 @@ export class Session {
       extra: { session: { 'intra_op.allow_spinning': opts.spinning ? '1' : '0' } },
     };
     if (opts.threads !== undefined) o.intraOpNumThreads = opts.threads;
+    if (opts.optimizedModelPath !== undefined) o.optimizedModelFilePath = opts.optimizedModelPath;
     if (opts.profile !== undefined) {
       o.enableProfiling = true;
       o.profileFilePrefix = opts.profile;
