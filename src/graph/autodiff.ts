@@ -235,8 +235,8 @@ const RULES: Record<string, Rule> = {
     const gA = !need[0] ? null : tA ? g.gemm(b, d, null, { transA: tB, transB: true }) : g.gemm(d, b, null, { transB: !tB });
     // A linear layer's weight gradient dW = dY^T X contracts over its R rows. MLAS runs it faster
     // with dY^T copied out by a Transpose first than with transA, whose copy of A runs inside the
-    // Gemm (measured, 2 threads, R = 3200, Transpose included: [3200, 384] x [3200, 96] 1.69 vs
-    // 1.93 ms, [3200, 96] x [3200, 384] 1.60 vs 1.85 ms; the training step 0.95x).
+    // Gemm (npm run bench:wgrad, R = 3200, Transpose included: 0.82-0.92x the transA time for
+    // fc1, fc2 and qkv; the training step 0.95x).
     // transposeMatrix keeps ORT from fusing that Transpose back into transA. One-row products
     // (the folded LayerNorm shift) keep transA.
     const rowsContracted = tB && !tA && a.dtype === 'float32' && !dimEq(d.shape[0], 1);
