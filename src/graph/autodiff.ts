@@ -238,9 +238,13 @@ const RULES: Record<string, Rule> = {
     // Gemm (npm run bench:wgrad, R = 3200, Transpose included: 0.82-0.92x the transA time for
     // fc1, fc2 and qkv; the training step 0.95x).
     // transposeMatrix keeps ORT from fusing that Transpose back into transA. One-row products
-    // (the folded LayerNorm shift) keep transA.
+    // (the folded LayerNorm shift) and float64 reference graphs keep transA.
     const rowsContracted = tB && !tA && a.dtype === 'float32' && !dimEq(d.shape[0], 1);
-    const gB = !need[1] ? null : rowsContracted ? g.gemm(g.transposeMatrix(d), a, null) : tB ? g.gemm(d, a, null, { transA: true, transB: tA }) : g.gemm(a, d, null, { transA: !tA });
+    let gB: Value | null = null;
+    if (need[1]) {
+      if (rowsContracted) gB = g.gemm(g.transposeMatrix(d), a, null); // [out, R] x [R, in]
+      else gB = tB ? g.gemm(d, a, null, { transA: true, transB: tA }) : g.gemm(a, d, null, { transA: !tA });
+    }
     const gC = c && need[2] ? unbroadcast(g, d, c) : null;
     return [gA, gB, gC];
   },
