@@ -111,7 +111,7 @@ test('the step graph hands out params, m and v without copies (their producers w
   }
 });
 
-test('weight gradients are Gemms without transA, also in the graph ORT optimizes and runs', async () => {
+test('weight gradients are Gemms without transA, also in the graph ORT optimizes and runs; bias gradients sum the same dY^T', async () => {
   // MLAS copies a transA operand inside the Gemm, and that form ran 1.3-1.5x slower than a
   // Gemm fed dY^T from a separate Transpose; ORT's GemmTransposeFusion folds a 2-D Transpose
   // back into transA, so the step graph's transposes must survive ORT's optimizer.
@@ -140,6 +140,9 @@ test('weight gradients are Gemms without transA, also in the graph ORT optimizes
   // one per linear layer: the patch embedding, qkv / proj / fc1 / fc2 per block (the last
   // block, for the class token only, has q and k, v as two layers), the head
   assert.equal(weightGrads.length, 1 + 4 * cfg.depth + 1 + 1);
+  // and each layer's bias gradient sums the rows of the same dY^T
+  const biasGrads = source.filter((n) => n.opType === 'ReduceSum' && fromTransposeMatrix(n.input[0]));
+  assert.deepEqual(biasGrads.map((n) => n.input[0]).sort(), weightGrads.map((n) => n.input[0]).sort());
   // transA is left only where A has one row (the folded LayerNorm shifts' weight gradients)
   for (const n of source.filter(transA)) assert.equal(g.values.get(n.input[0])!.shape[0], 1, `transA Gemm on ${n.input[0]}`);
   const run = await optimized(toOnnxBytes(g));
