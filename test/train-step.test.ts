@@ -4,6 +4,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { createRequire } from 'node:module';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { toBranched, type Model } from '../src/core/model.js';
 import { randomInput } from '../src/core/verify.js';
 import { lossAndGradients, oneHotTargets, ParamLayout } from '../src/model/engine.js';
@@ -11,11 +13,9 @@ import { buildTrainStepGraph, decayMask, DEFAULT_ADAMW, type AdamWConfig } from 
 import { toOnnxBytes } from '../src/graph/onnx.js';
 import { dropPathMasks, StepRunner } from '../src/train/step-runner.js';
 import { Rng } from '../src/core/rng.js';
-import { randomModel, smallConfig, tmpDir } from './helpers.js';
 import { Graph } from '../src/graph/graph.js';
 import { Session } from '../src/runtime/ort.js';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { randomModel, smallConfig, tmpDir } from './helpers.js';
 
 /** torch.optim.AdamW (+ clip_grad_norm_) in float64. */
 function adamwReference(p: Float64Array, m: Float64Array, v: Float64Array, grad: Float64Array, mask: Float64Array, lr: number, t: number, o: AdamWConfig) {
@@ -112,9 +112,10 @@ test('the step graph hands out params, m and v without copies (their producers w
 });
 
 test('weight gradients are Gemms without transA, also in the graph ORT optimizes and runs; bias gradients sum the same dY^T', async () => {
-  // MLAS copies a transA operand inside the Gemm, and that form ran 1.3-1.5x slower than a
-  // Gemm fed dY^T from a separate Transpose; ORT's GemmTransposeFusion folds a 2-D Transpose
-  // back into transA, so the step graph's transposes must survive ORT's optimizer.
+  // MLAS copies a transA operand inside the Gemm, and that form ran 1.1-1.2x slower than a
+  // Gemm fed dY^T by a separate Transpose (npm run bench:wgrad); ORT's GemmTransposeFusion
+  // folds a 2-D Transpose back into transA, so the step graph's transposes must survive ORT's
+  // optimizer.
   const { onnx } = createRequire(import.meta.url)('onnx-proto');
   type N = { opType: string; input: string[]; attribute: { name: string; i: number | { toNumber(): number } }[] };
   const transA = (n: N) => n.opType === 'Gemm' && n.attribute.some((a) => a.name === 'transA' && Number(a.i) === 1);
