@@ -8,19 +8,18 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseTrace, summarizeTrace } from '../src/deploy/profile.js';
-import { peakGraph, timeInterleaved } from '../src/deploy/bench.js';
+import { benchInput, peakGraph, timeInterleaved } from '../src/deploy/bench.js';
 import { Session } from '../src/runtime/ort.js';
 import { profileModelWeb, timeModelsWeb } from '../src/runtime/ort-web.js';
 
 const o = JSON.parse(process.argv[2]) as { runtime: 'node' | 'web'; threads: number; runs: number; warmup: number; file?: string; shape?: number[]; peak?: number };
-const input = (shape: number[]) => new Float32Array(shape.reduce((a, b) => a * b, 1)).map((_, i) => Math.sin(0.37 * i));
 let out: unknown;
 if (o.peak) {
   const n = o.peak;
   let times: number[];
   if (o.runtime === 'node') {
     const session = await Session.create(peakGraph(n), { threads: o.threads, spinning: true });
-    [times] = await timeInterleaved([{ session, feeds: { x: { shape: [n, n], data: input([n, n]) } } }], { rounds: 1, runs: o.runs, warmup: o.warmup });
+    [times] = await timeInterleaved([{ session, feeds: { x: benchInput([n, n]) } }], { rounds: 1, runs: o.runs, warmup: o.warmup });
     await session.release();
   } else {
     const r = await timeModelsWeb([peakGraph(n)], { threads: o.threads, shape: [n, n], runs: o.runs, rounds: 1, warmup: o.warmup });
@@ -35,7 +34,7 @@ if (o.peak) {
     const dir = mkdtempSync(join(tmpdir(), 'vitfold-profile-'));
     try {
       const s = await Session.create(bytes, { threads: o.threads, spinning: true, profile: join(dir, 'ort') });
-      const x = { shape: o.shape!, data: input(o.shape!) };
+      const x = benchInput(o.shape!);
       for (let i = 0; i < o.warmup + o.runs; i++) await s.run({ x });
       await s.endProfiling();
       await s.release();

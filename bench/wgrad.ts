@@ -9,7 +9,7 @@ import { parseArgs } from 'node:util';
 import { Graph, type Value } from '../src/graph/graph.js';
 import { toOnnxBytes } from '../src/graph/onnx.js';
 import { Session, type HostTensor } from '../src/runtime/ort.js';
-import { timeInterleaved } from '../src/deploy/bench.js';
+import { benchInput, timeInterleaved } from '../src/deploy/bench.js';
 
 const { values: a } = parseArgs({ options: { rows: { type: 'string', default: '3200' }, threads: { type: 'string', default: '2' } } });
 const R = Number(a.rows);
@@ -38,12 +38,11 @@ function build(form: Form, O: number, I: number): Uint8Array {
 }
 
 function feeds(form: Form, O: number, I: number): Record<string, HostTensor> {
-  const rnd = (n: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(0.37 * i));
   const f: Record<string, HostTensor> = {};
   for (let r = 0; r < REPS; r++) {
-    f[`x${r}`] = { shape: [R, I], data: rnd(R * I) };
-    if (form === 'dY^T as input') f[`dyT${r}`] = { shape: [O, R], data: rnd(R * O) };
-    else f[`dy${r}`] = { shape: [R, O], data: rnd(R * O) };
+    f[`x${r}`] = benchInput([R, I]);
+    if (form === 'dY^T as input') f[`dyT${r}`] = benchInput([O, R]);
+    else f[`dy${r}`] = benchInput([R, O]);
   }
   return f;
 }

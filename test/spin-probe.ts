@@ -1,7 +1,8 @@
 // Child process of test/bench.test.ts: the process CPU time while idle after a run of a session
 // with spin-waiting on and off, measured in a process that does nothing else (inside the test
-// process, after the other bench tests, the window held 19 ms of CPU with spinning off). Prints one JSON line: {on: {during, after}, off: {during, after}}
-// in ms, `during` the SPIN_PAUSE_MS after a run, `after` the 50 ms after that.
+// process, after the other bench tests, the window held 19 ms of CPU with spinning off).
+// Prints one JSON line, {on: {during, after}, off: {during, after}} in ms: `during` the
+// SPIN_PAUSE_MS after a run, `after` the 50 ms after that.
 
 import { peakGraph, SPIN_PAUSE_MS } from '../src/deploy/bench.js';
 import { Session } from '../src/runtime/ort.js';

@@ -137,6 +137,11 @@ export function modelsAtDepths(deep: Model, depths: number[]): { depth: number; 
   });
 }
 
+/** A deterministic float32 benchmark input of `shape` (sin(0.37 i): no RNG, same in every run). */
+export function benchInput(shape: number[]): HostTensor {
+  return { shape, data: new Float32Array(shape.reduce((a, b) => a * b, 1)).map((_, i) => Math.sin(0.37 * i)) };
+}
+
 /** One constant-weight MatMul [n, n] x [n, n]: the fp32 matmul peak ORT reaches here. */
 export function peakGraph(n: number): Uint8Array {
   const g = new Graph('matmul_peak', { dtype: 'float32' });
@@ -265,7 +270,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
       const peak = await Session.create(peakGraph(PEAK_N), { threads, spinning: o.spin });
       try {
         for (const batch of o.batches) {
-          const x = { shape: [batch, ...inputShape.slice(1)], data: new Float32Array(batch * inputShape.slice(1).reduce((a, b) => a * b, 1)).map((_, i) => Math.sin(0.37 * i)) };
+          const x = benchInput([batch, ...inputShape.slice(1)]);
           const px = { shape: [PEAK_N, PEAK_N], data: new Float32Array(PEAK_N * PEAK_N).map((_, i) => Math.cos(i)) };
           const items = [...sessions.map((session) => ({ session, feeds: { x } })), { session: peak, feeds: { x: px } }];
           const times = await timeInterleaved(items, { ...o, pauseMs: o.spin ? SPIN_PAUSE_MS : 0 }, () => o.progress?.(++done, total));
