@@ -39,8 +39,8 @@ export function formatCount(n: number): string {
 
 /**
  * FLOPs per image of an exported inference graph: with `clsOnlyLastLayer`, the last layer
- * computes keys and values for every token but queries, attention, projection and FFN for the
- * class token only (deploy/export.ts).
+ * computes the class token alone, its attention reassociated so no keys or values are projected
+ * (scores (q Wk) X^T, output (p X) Wv^T: model/vit-graph.ts classQueryAttention).
  */
 export function exportFlopsPerImage(cfg: ViTConfig, clsOnlyLastLayer = true): number {
   const full = flopsPerImage(cfg).total;
@@ -50,9 +50,9 @@ export function exportFlopsPerImage(cfg: ViTConfig, clsOnlyLastLayer = true): nu
   const HD = cfg.num_heads * cfg.head_dim;
   const lastFull = flopsPerImage({ ...cfg, depth: 1 });
   const lastClsOnly =
-    2 * T * D * 2 * HD + // keys and values of every token
     2 * D * HD + // one query
-    2 * 2 * cfg.num_heads * T * cfg.head_dim + // its scores and weighted sum
+    2 * 2 * HD * D + // q_h Wk_h and (p X) Wv_h^T, every head
+    2 * 2 * cfg.num_heads * T * D + // its scores against, and weighted sum of, the normed tokens X
     2 * HD * D + // proj
     2 * 2 * D * cfg.mlp_hidden; // FFN
   return full - (lastFull.attention + lastFull.mlp) + lastClsOnly;

@@ -6,8 +6,9 @@
 //   - the attention scale 1/sqrt(hd) folded into the query rows of every qkv layer;
 //   - attention with the heads read in place by ORT's FusedMatMul (--attention strided, the
 //     default), as standard MatMul/Softmax/MatMul (matmul), or ORT's MultiHeadAttention (fused);
-//   - the last layer for the class token only (the head reads nothing else): keys and values of
-//     every token, queries, attention, projection and FFN of one token (exact);
+//   - the last layer for the class token only (the head reads nothing else): its query,
+//     attention, projection and FFN, the attention reassociated as (q Wk) X^T and (p X) Wv^T so
+//     no key or value is projected (exact);
 //   - precisions: fp32; fp16 (weights and activations float16, float32 input and logits);
 //     int8 (dynamic quantization of qkv/proj/fc1/fc2: weights int8 per output channel,
 //     symmetric, activations uint8 per tensor, quantized at run time by DynamicQuantizeLinear;
