@@ -129,12 +129,17 @@ test('the int8 graph quantizes every transformer linear layer; fp16 stores half-
     const int8 = buildExportGraph(m, { precision: 'int8', attention });
     const count = (op: string) => int8.nodes.filter((n) => n.op === op).length;
     // strided: q, k, v, proj, fc1, fc2 per layer; matmul: qkv, proj, fc1, fc2; the
-    // class-token-only last layer: q, proj, fc1, fc2 (its keys and values are never projected)
-    const layers = attention === 'strided' ? 6 * L - 2 : 4 * L;
+    // class-token-only last layer: q, proj, fc1, fc2 and the two per-head products q Wk_h and
+    // (p X) Wv_h^T (its keys and values are never projected)
+    const layers = attention === 'strided' ? 6 * L : 4 * L + 2;
     assert.equal(count('MatMulInteger'), layers, attention);
     assert.equal(int8.initializers.filter((t) => t.dtype === 'int8').length, layers, attention);
-    // one activation quantization per input: q, k and v share h's; the last layer's q reads the class token
-    assert.equal(count('DynamicQuantizeLinear'), 4 * L, attention);
+    // no transformer weight matrix is left in float (only the patch embedding and head are)
+    const floatWeights = int8.initializers.filter((t) => t.dtype === 'float32' && /^blocks\.\d+\.(attn|mlp)\.\w+\.weight/.test(t.name));
+    assert.deepEqual(floatWeights.map((t) => t.name), [], attention);
+    // one activation quantization per input: q, k and v share h's; the last layer's q reads the
+    // class token, its per-head products read q and p X
+    assert.equal(count('DynamicQuantizeLinear'), 4 * L + 2, attention);
   }
   const fp32Bytes = toOnnxBytes(buildExportGraph(m)).length;
   const fp16 = buildExportGraph(m, { precision: 'fp16' });

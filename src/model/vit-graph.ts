@@ -54,6 +54,8 @@ export interface ForwardOptions {
    * int8 (deploy/export.ts). Patch embedding and head always use the float path.
    */
   linear?: LinearEmitter;
+  /** Emits the per-head weight products of inference graphs (e.g. as int8); default float. */
+  headProduct?: HeadProductEmitter;
   /**
    * Attention core as ONNX Runtime's fused com.microsoft MultiHeadAttention (q, k, v from
    * three linear layers, no head transposes) instead of MatMul/Softmax/MatMul. Inference
@@ -78,6 +80,18 @@ export interface LinearSpec {
   rows: [number, number];
 }
 export type LinearEmitter = (x: Value, spec: LinearSpec) => Value;
+
+/**
+ * A product with H per-head blocks of a linear layer's weight: rows [r0, r1) of timm's
+ * [out, in], block h = W_h [hd, in]. to 'in': x [B, H, 1, hd] -> x W_h [B, H, 1, in];
+ * to 'out': x [B, H, 1, in] -> x W_h^T [B, H, 1, hd]. (The class-query attention's q Wk_h and
+ * (p X) Wv_h^T.)
+ */
+export interface HeadProductSpec extends LinearSpec {
+  heads: number;
+  to: 'in' | 'out';
+}
+export type HeadProductEmitter = (x: Value, spec: HeadProductSpec) => Value;
 
 export interface ForwardInputs {
   x: Value; // [B, C, S, S]
@@ -279,13 +293,11 @@ class VitBuilder {
     const T = this.T;
     const lin = `blocks.${i}.attn.qkv`;
     const q = g.reshape(this.linear(this.cls(h), lin, 3 * HD, D, [0, HD]), [this.batch, H, 1, hd]); // [B, H, 1, hd]
-    // Per-head weights from the [in, out] initializer the q rows use: one copy in the file; ORT
-    // folds the Slice/Reshape/Transpose at load.
-    const wT = this.param(lin + '.weight', [3 * HD, D], true); // [D, 3*H*hd]
-    const heads = (j: number) => g.reshape(g.slice(wT, 1, j * HD, (j + 1) * HD), [D, H, hd]); // [D, H, hd]
-    const wk = g.transpose(heads(1), [1, 2, 0]); // [H, hd, D]
-    const wv = g.transpose(heads(2), [1, 0, 2]); // [H, D, hd]
-    const u = g.reshape(g.matmul(q, wk), [this.batch, H, D]); // [B, H, D]: q_h Wk_h
+    const headProduct = (x: Value, j: number, to: 'in' | 'out') => {
+      const spec: HeadProductSpec = { prefix: lin, out: 3 * HD, inp: D, rows: [j * HD, (j + 1) * HD], heads: H, to };
+      return this.opts.headProduct ? this.opts.headProduct(x, spec) : this.floatHeadProduct(x, spec);
+    };
+    const u = g.reshape(headProduct(q, 1, 'in'), [this.batch, H, D]); // [B, H, D]: q_h Wk_h
     const alpha = this.opts.scaleInQuery ? 1 : 1 / Math.sqrt(hd);
     let scores: Value; // [B, H, T]
     let mixed: Value; // [B, H, D]: p X
@@ -302,8 +314,18 @@ class VitBuilder {
       if (alpha !== 1) scores = g.mul(scores, g.scalar(alpha));
       mixed = g.matmul(g.softmax(scores, -1), x);
     }
-    const out = g.matmul(g.reshape(mixed, [this.batch, H, 1, D]), wv); // [B, H, 1, hd]
+    const out = headProduct(g.reshape(mixed, [this.batch, H, 1, D]), 2, 'out'); // [B, H, 1, hd]
     return g.add(g.reshape(out, [this.batch, HD]), g.slice(this.p(lin + '.bias', [3 * HD]), 0, 2 * HD, 3 * HD)); // [B, H*hd]
+  }
+
+  /**
+   * HeadProductSpec in float, from the [in, out] initializer the layer's other rows use (one copy
+   * in the file; ORT folds the Slice/Reshape/Transpose at load).
+   */
+  private floatHeadProduct(x: Value, { prefix, out, inp, rows, heads: H, to }: HeadProductSpec): Value {
+    const g = this.g;
+    const w = g.reshape(g.slice(this.param(prefix + '.weight', [out, inp], true), 1, rows[0], rows[1]), [inp, H, -1]); // [in, H, hd]
+    return g.matmul(x, g.transpose(w, to === 'in' ? [1, 2, 0] : [1, 0, 2])); // W_h [H, hd, in] or W_h^T [H, in, hd]
   }
 
   /**
