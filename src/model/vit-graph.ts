@@ -283,8 +283,9 @@ class VitBuilder {
    * reassociated instead, per head h:
    *   scores = q_h (X Wk_h^T + bk_h)^T = (q_h Wk_h) X^T + const   (softmax cancels q_h . bk_h)
    *   out    = p (X Wv_h^T + bv_h)     = (p X) Wv_h^T + bv_h       (p sums to 1)
-   * with Wk_h, Wv_h [hd, D] timm's rows of qkv. That costs 2*H*T*D + 4*H*hd*D FLOPs per image
-   * (exact in real arithmetic; DeiT-Tiny 3-layer fold: 1.69 vs 1.81 GFLOP).
+   * with Wk_h, Wv_h [hd, D] timm's rows of qkv and X = h, the normed tokens. That costs
+   * 4*H*T*D + 4*H*hd*D FLOPs per image (exact in real arithmetic; DeiT-Tiny 3-layer fold export:
+   * 1.70 vs 1.81 GFLOP).
    */
   private classQueryAttention(i: number, h: Value): Value {
     const g = this.g;
@@ -304,10 +305,8 @@ class VitBuilder {
     if (this.tokenMajor) {
       // The rows of image b are the strided view [T, B, D][:, b]: FusedMatMul reads it in place.
       const x = g.reshape(h, [T, this.batch, D]);
-      const mm = (a: Value, b: Value, attrs: Record<string, number | { float: number }>, shape: Dim[]) =>
-        g.node('FusedMatMul', [a, b], attrs, [{ dtype: a.dtype, shape }], 'com.microsoft')[0];
-      scores = mm(u, x, { transB: 1, transBatchB: 1, alpha: { float: alpha } }, [this.batch, H, T]);
-      mixed = mm(g.softmax(scores, -1), x, { transBatchB: 1 }, [this.batch, H, D]);
+      scores = this.fusedMatMul(u, x, { transB: 1, transBatchB: 1, alpha: { float: alpha } }, [this.batch, H, T]);
+      mixed = this.fusedMatMul(g.softmax(scores, -1), x, { transBatchB: 1 }, [this.batch, H, D]);
     } else {
       const x = g.reshape(h, [this.batch, T, D]);
       scores = g.matmul(u, g.transpose(x, [0, 2, 1]));
@@ -316,6 +315,11 @@ class VitBuilder {
     }
     const out = headProduct(g.reshape(mixed, [this.batch, H, 1, D]), 2, 'out'); // [B, H, 1, hd]
     return g.add(g.reshape(out, [this.batch, HD]), g.slice(this.p(lin + '.bias', [3 * HD]), 0, 2 * HD, 3 * HD)); // [B, H*hd]
+  }
+
+  /** ORT's com.microsoft FusedMatMul: a batched MatMul that reads transposed batches in place (transBatchA/B). */
+  private fusedMatMul(a: Value, b: Value, attrs: Record<string, number | { float: number }>, shape: Dim[]): Value {
+    return this.g.node('FusedMatMul', [a, b], attrs, [{ dtype: a.dtype, shape }], 'com.microsoft')[0];
   }
 
   /**
@@ -352,11 +356,9 @@ class VitBuilder {
         const q = part(clsOnly ? this.cls(h) : h, 0, n); // [n, B*H, hd]
         const k = part(h, 1, T);
         const v = part(h, 2, T);
-        const mm = (a: Value, b: Value, attrs: Record<string, number | { float: number }>, shape: Dim[]) =>
-          g.node('FusedMatMul', [a, b], attrs, [{ dtype: a.dtype, shape }], 'com.microsoft')[0];
         const alpha = this.opts.scaleInQuery ? 1 : 1 / Math.sqrt(hd);
-        const p = g.softmax(mm(q, k, { transB: 1, transBatchA: 1, transBatchB: 1, alpha: { float: alpha } }, [{ b: H }, n, T]), -1); // [B*H, n, T]
-        const out = mm(p, v, { transBatchB: 1 }, [{ b: H }, n, hd]); // [B*H, n, hd]
+        const p = g.softmax(this.fusedMatMul(q, k, { transB: 1, transBatchA: 1, transBatchB: 1, alpha: { float: alpha } }, [{ b: H }, n, T]), -1); // [B*H, n, T]
+        const out = this.fusedMatMul(p, v, { transBatchB: 1 }, [{ b: H }, n, hd]); // [B*H, n, hd]
         merged = clsOnly ? g.reshape(out, [this.batch, HD]) : g.reshape(g.transpose(g.reshape(out, [this.batch, H, T, hd]), [2, 0, 1, 3]), [this.rows(T), HD]); // [T*B, H*hd]
       } else if (this.opts.fusedAttention && !g.training) {
         const h = this.layerNorm(z, pre + 'norm1'); // [B*T, D]
