@@ -463,7 +463,7 @@ Examples:
     .addOption(new Option('--precision <p>', 'fp32; fp16 (float16 weights and activations, float32 input/logits); int8 (dynamic quantization of the transformer linear layers)').choices([...PRECISIONS]).default('fp32'))
     .addOption(new Option('--attention <a>', "strided (heads read in place by onnxruntime's com.microsoft FusedMatMul: no head transposes; 2-10% faster than matmul in onnxruntime-node), matmul (standard ONNX ops only, heads transposed), or fused (onnxruntime's com.microsoft MultiHeadAttention)").choices([...EXPORT_ATTENTION]).default('strided'))
     .addOption(new Option('--opset <n>', 'ONNX opset (>= 20 uses the standard Gelu op instead of com.microsoft Gelu; with --attention matmul the graph then has standard ops only)').choices(EXPORT_OPSETS.map(String)).default(String(DEFAULT_EXPORT_OPSET)))
-    .option('--no-cls-only', 'compute the full last layer (default: class token only, which is exact)')
+    .option('--no-cls-only', 'compute the full last layer (default: the class token only, its attention without projecting keys or values; exact)')
     .addOption(new Option('--tol <x>', `max relative logit error of the validation (default: ${PRECISIONS.map((p) => `${p} ${EXPORT_TOLERANCE[p]}`).join(', ')})`).argParser(positiveNumber('--tol')))
     .addOption(new Option('--num-heads <n>', 'head count, for files without a config').argParser(positiveInt('--num-heads')))
     .addHelpText(
