@@ -262,11 +262,11 @@ class VitBuilder {
     return g.split(heads, 0, new Array(n).fill(1)).map((t) => g.reshape(t, [this.batch, H, this.T, hd]));
   }
 
-  /** Inference graphs: part j (0 q, 1 k, 2 v) of layer i's qkv for x [B*n, D], as [B, n, H*hd]. */
-  private qkvPart(x: Value, i: number, j: number, n: number): Value {
+  /** Inference graphs: part j (0 q, 1 k, 2 v) of layer i's qkv for x [B*T, D], as [B, T, H*hd]. */
+  private qkvPart(x: Value, i: number, j: number): Value {
     const { embed_dim: D, num_heads: H, head_dim: hd } = this.cfg;
     const HD = H * hd;
-    return this.g.reshape(this.linear(x, `blocks.${i}.attn.qkv`, 3 * HD, D, [j * HD, (j + 1) * HD]), [this.batch, n, HD]);
+    return this.g.reshape(this.linear(x, `blocks.${i}.attn.qkv`, 3 * HD, D, [j * HD, (j + 1) * HD]), [this.batch, this.T, HD]);
   }
 
   /** com.microsoft MultiHeadAttention: q [B, Tq, H*hd], k, v [B, T, H*hd] -> [B, Tq, H*hd]. */
@@ -346,24 +346,22 @@ class VitBuilder {
     const pre = `blocks.${i}.`;
     return g.scope(`blocks.${i}.${clsOnly ? 'cls_only' : 'attn'}`, () => {
       let merged: Value; // [B*n, H*hd]
+      // Inference graphs: the class-token-only layer in one form (classQueryAttention); every
+      // token's attention in the strided, fused or batched-heads form below.
       if (clsOnly && !g.training) {
         merged = this.classQueryAttention(i, this.layerNorm(z, pre + 'norm1'));
       } else if (this.tokenMajor) {
         // Heads as strided views [T, B*H, hd] of the token-major q, k, v (FusedMatMul's
         // transBatch reads them in place): [T, B, 3, H*hd] -> three [T, B, 1, H*hd] -> [T, B*H, hd].
         const h = this.layerNorm(z, pre + 'norm1'); // [T*B, D]
-        const part = (x: Value, j: number, n: number) => g.reshape(this.linear(x, pre + 'attn.qkv', 3 * HD, D, [j * HD, (j + 1) * HD]), [n, { b: H }, hd]);
-        const q = part(clsOnly ? this.cls(h) : h, 0, n); // [n, B*H, hd]
-        const k = part(h, 1, T);
-        const v = part(h, 2, T);
+        const [q, k, v] = [0, 1, 2].map((j) => g.reshape(this.linear(h, pre + 'attn.qkv', 3 * HD, D, [j * HD, (j + 1) * HD]), [T, { b: H }, hd])); // [T, B*H, hd]
         const alpha = this.opts.scaleInQuery ? 1 : 1 / Math.sqrt(hd);
-        const p = g.softmax(this.fusedMatMul(q, k, { transB: 1, transBatchA: 1, transBatchB: 1, alpha: { float: alpha } }, [{ b: H }, n, T]), -1); // [B*H, n, T]
-        const out = this.fusedMatMul(p, v, { transBatchB: 1 }, [{ b: H }, n, hd]); // [B*H, n, hd]
-        merged = clsOnly ? g.reshape(out, [this.batch, HD]) : g.reshape(g.transpose(g.reshape(out, [this.batch, H, T, hd]), [2, 0, 1, 3]), [this.rows(T), HD]); // [T*B, H*hd]
+        const p = g.softmax(this.fusedMatMul(q, k, { transB: 1, transBatchA: 1, transBatchB: 1, alpha: { float: alpha } }, [{ b: H }, T, T]), -1); // [B*H, T, T]
+        const out = this.fusedMatMul(p, v, { transBatchB: 1 }, [{ b: H }, T, hd]); // [B*H, T, hd]
+        merged = g.reshape(g.transpose(g.reshape(out, [this.batch, H, T, hd]), [2, 0, 1, 3]), [this.rows(T), HD]); // [T*B, H*hd]
       } else if (this.opts.fusedAttention && !g.training) {
         const h = this.layerNorm(z, pre + 'norm1'); // [B*T, D]
-        const q = this.qkvPart(clsOnly ? this.cls(h) : h, i, 0, n); // [B, n, H*hd]
-        merged = g.reshape(this.mha(q, this.qkvPart(h, i, 1, T), this.qkvPart(h, i, 2, T)), [this.rows(n), HD]);
+        merged = g.reshape(this.mha(this.qkvPart(h, i, 0), this.qkvPart(h, i, 1), this.qkvPart(h, i, 2)), [this.rows(T), HD]);
       } else if (g.training) {
         // Training graphs: one Split gives every head's q, k, v as [B, T, hd]; per-head batched
         // MatMuls need no 5-D transposes (ORT: 2.6 ms vs 4.7 ms for this core at batch 64) and
@@ -394,17 +392,10 @@ class VitBuilder {
       } else {
         // Inference graphs: heads batched as [B, H, T, hd] (fewer nodes; per-head and batched
         // layouts measured the same at batch 1).
-        let q: Value, k: Value, v: Value; // [B, H, n or T, hd]
-        if (clsOnly) {
-          const h = this.layerNorm(z, pre + 'norm1'); // [B*T, D]
-          [k, v] = this.splitHeads(this.linear(h, pre + 'attn.qkv', 3 * HD, D, [HD, 3 * HD]), 2);
-          q = g.reshape(this.linear(this.cls(h), pre + 'attn.qkv', 3 * HD, D, [0, HD]), [this.batch, H, 1, hd]);
-        } else {
-          [q, k, v] = this.splitHeads(this.normLinear(z, pre + 'norm1', pre + 'attn.qkv', 3 * HD), 3);
-        }
+        let [q, k, v] = this.splitHeads(this.normLinear(z, pre + 'norm1', pre + 'attn.qkv', 3 * HD), 3); // [B, H, T, hd]
         if (!this.opts.scaleInQuery) q = g.mul(q, g.scalar(1 / Math.sqrt(hd)));
-        const out = g.matmul(g.softmax(g.matmul(q, g.transpose(k, [0, 1, 3, 2])), -1), v); // [B, H, n, hd]
-        merged = g.reshape(clsOnly ? out : g.transpose(out, [0, 2, 1, 3]), [this.rows(n), HD]);
+        const out = g.matmul(g.softmax(g.matmul(q, g.transpose(k, [0, 1, 3, 2])), -1), v); // [B, H, T, hd]
+        merged = g.reshape(g.transpose(out, [0, 2, 1, 3]), [this.rows(T), HD]);
       }
       return this.dropPath(this.linear(merged, pre + 'attn.proj', D, HD), 2 * i, clsOnly);
     });
