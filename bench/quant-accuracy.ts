@@ -1,16 +1,23 @@
 // Top-1 of a trained model's exports (fp32, fp16, int8) on the Fashion-MNIST test set, each run
-// by onnxruntime-node: what quantization costs in accuracy (issue 5: int8 within 0.5 point of
-// the fp32 fold). Usage (after `npm run demo`, which trains and folds runs/demo):
+// by onnxruntime-node, for every int8 weight mode: what quantization costs in accuracy on the
+// CPU that runs it. Usage (after `npm run demo`, which trains and folds runs/demo):
 //   npm run bench:quant [-- --model runs/demo/folded.safetensors --data DIR]
 
 import { parseArgs } from 'node:util';
 import { defaultNormalization, parseNormalization } from '../src/core/preprocess.js';
 import { loadMnistLike } from '../src/data/idx.js';
-import { exportableModel, exportModel, PRECISIONS } from '../src/deploy/export.js';
+import { cpuFeatures, int8PairsSaturate } from '../src/deploy/cpu.js';
+import { exportableModel, exportModel, type ExportOptions } from '../src/deploy/export.js';
+import { INT8_WEIGHTS, type Int8Weights } from '../src/deploy/int8.js';
 import { loadModel } from '../src/io.js';
 import { Session } from '../src/runtime/ort.js';
 
-const { values: a } = parseArgs({ options: { model: { type: 'string', default: 'runs/demo/folded.safetensors' }, data: { type: 'string' }, threads: { type: 'string', default: '2' } } });
+const { values: a } = parseArgs({ options: { model: { type: 'string', default: 'runs/demo/folded.safetensors' }, data: { type: 'string' }, threads: { type: 'string', default: '2' }, 'int8-weights': { type: 'string', default: INT8_WEIGHTS.join(',') } } });
+const variants: { label: string; opts: ExportOptions }[] = [
+  { label: 'fp32', opts: { precision: 'fp32' } },
+  { label: 'fp16', opts: { precision: 'fp16' } },
+  ...(a['int8-weights']!.split(',') as Int8Weights[]).map((w) => ({ label: `int8 ${w}`, opts: { precision: 'int8' as const, int8Weights: w } })),
+];
 const { model } = exportableModel(loadModel(a.model!), a.model!);
 const cfg = model.config;
 const norm = parseNormalization(model.extraMetadata.normalization, cfg, a.model!) ?? defaultNormalization(cfg);
@@ -21,9 +28,10 @@ const x = new Float32Array(test.count * per);
 for (let i = 0; i < x.length; i++) x[i] = (test.images[i] / 255 - norm.mean[0]) / norm.std[0];
 
 const preds: Record<string, Uint8Array> = {};
+console.log(`cpu      ${cpuFeatures().summary}; int8 pair sums ${(await int8PairsSaturate()) ? 'saturate at int16' : 'exact'} in this onnxruntime`);
 console.log(`${a.model}: ${cfg.depth} layers, ${cfg.num_heads} heads, Fashion-MNIST test set (${test.count} images), onnxruntime-node`);
-for (const precision of PRECISIONS) {
-  const r = await exportModel(model, { precision });
+for (const { label, opts } of variants) {
+  const r = await exportModel(model, opts);
   const s = await Session.create(r.bytes, { threads: Number(a.threads) });
   const p = new Uint8Array(test.count);
   let correct = 0;
@@ -39,8 +47,8 @@ for (const precision of PRECISIONS) {
     }
   }
   await s.release();
-  preds[precision] = p;
+  preds[label] = p;
   let same = 0;
   if (preds.fp32) for (let i = 0; i < test.count; i++) if (p[i] === preds.fp32[i]) same++;
-  console.log(`${precision.padEnd(5)} top-1 ${((100 * correct) / test.count).toFixed(2)}%  (${(r.bytes.length / 2 ** 20).toFixed(2)} MiB; logits vs float64 reference max rel ${r.error.maxRel.toExponential(2)}; same prediction as fp32 on ${((100 * same) / test.count).toFixed(2)}%)`);
+  console.log(`${label.padEnd(12)} top-1 ${((100 * correct) / test.count).toFixed(2)}%  (${(r.bytes.length / 2 ** 20).toFixed(2)} MiB; logits vs float64 reference max rel ${r.error.maxRel.toExponential(2)}; same prediction as fp32 on ${((100 * same) / test.count).toFixed(2)}%)`);
 }

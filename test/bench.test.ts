@@ -43,7 +43,10 @@ test('runBench: every depth x precision on node and web, ratios vs the deep fp32
   const svg = benchSvg(r);
   assert.match(svg, /^<svg /);
   assert.equal((svg.match(/<rect /g) ?? []).length, r.rows.length);
-  assert.match(formatBench(r), /vitfold export 2L\s+int8\s+2\s+1/);
+  assert.match(formatBench(r), /vitfold export 2L\s+int8 paired\s+2\s+1/);
+  assert.match(formatBench(r), /\ncpu x64 .*; onnxruntime int8 pair sums (exact|saturate at int16 \(no VNNI\))\n/);
+  assert.equal(typeof r.machine.int8PairsSaturate, 'boolean');
+  assert.ok(r.rows.filter((x) => x.precision === 'int8').every((x) => x.int8Weights === 'paired'), 'int8 rows name their weight mode');
   assert.match(formatBench(r), /fp32 matmul peak \(ORT, 1024\^3 MatMul, fastest of the same rounds\): \d+\.\d GFLOP\/s at 1 thread\n/);
   assert.equal(r.spin, true);
   assert.match(formatBench(r), /onnxruntime-node: spin-waiting on \(ORT's default\), 100 ms idle after each session's runs\n/);

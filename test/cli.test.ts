@@ -166,17 +166,26 @@ test('export in each precision: writes the file, validates, reports; a bad opset
     const r = vitfold('export', model, '--precision', precision, '--out', out);
     assert.equal(r.code, 0, r.out + r.err);
     assert.ok(existsSync(out));
-    assert.match(r.out, new RegExp(`wrote .*m-${precision}.onnx .*${precision}, opset 17, strided attention, batch symbolic\\): 3 layers, 12 heads x 16`));
+    const label = precision === 'int8' ? 'int8 \\(paired weights\\)' : precision;
+    assert.match(r.out, new RegExp(`wrote .*m-${precision}.onnx .*${label}, opset 17, strided attention, batch symbolic\\): 3 layers, 12 heads x 16`));
     assert.match(r.out, new RegExp(`validate onnxruntime-node ${precision} vs float64 reference .* OK`));
   }
   const fused = vitfold('export', model, '--attention', 'fused', '--out', join(dir, 'fused.onnx'));
   assert.equal(fused.code, 0, fused.out + fused.err);
   assert.match(fused.out, /wrote .*fused.onnx .*fp32, opset 17, fused attention, batch symbolic\)/);
   assert.match(fused.out, /validate onnxruntime-node fp32 vs float64 reference .* OK/);
-  // an impossible tolerance makes the validation fail with exit code 1
+  assert.doesNotMatch(vitfold('export', model, '--precision', 'int8', '--out', join(dir, 'p.onnx')).out, /overflow/);
+  // full-range int8 weights: written, with a note on the CPUs where they are wrong
+  const full = vitfold('export', model, '--precision', 'int8', '--int8-weights', 'full', '--out', join(dir, 'full.onnx'));
+  assert.equal(full.code, 0, full.out + full.err);
+  assert.match(full.out, /int8 \(full weights\)/);
+  assert.match(full.out, /note {5}\d+ int8 weight pairs can overflow int16 on x86 CPUs without VNNI/);
+  // an impossible tolerance makes the validation fail with exit code 1, and nothing is written
   const strict = vitfold('export', model, '--precision', 'int8', '--tol', '1e-9', '--out', join(dir, 'strict.onnx'));
   assert.equal(strict.code, 1);
   assert.match(strict.out, /FAILED/);
+  assert.match(strict.out, /not written: .*strict.onnx \(validation failed/);
+  assert.ok(!existsSync(join(dir, 'strict.onnx')));
   const bad = vitfold('export', model, '--opset', '13', '--out', join(dir, 'x.onnx'));
   assert.equal(bad.code, 1);
   assert.match(bad.err, /option '--opset <n>' argument '13' is invalid. Allowed choices are 17, 18, 19, 20, 21/);

@@ -12,8 +12,7 @@ import { fold } from '../src/core/fold.js';
 import { toBranched, type Model } from '../src/core/model.js';
 import { initParams } from '../src/core/params.js';
 import { compareLogits, randomInput } from '../src/core/verify.js';
-import { buildExportGraph, exportableModel, exportModel, quantizeRows, type Precision } from '../src/deploy/export.js';
-import { Rng } from '../src/core/rng.js';
+import { buildExportGraph, exportableModel, exportModel, type Precision } from '../src/deploy/export.js';
 import { toOnnxBytes } from '../src/graph/onnx.js';
 import { loadModel, readFloatTensor } from '../src/io.js';
 import { Session } from '../src/runtime/ort.js';
@@ -102,8 +101,9 @@ test('symbolic batch; the class-token-only graph equals the full one; export ref
 });
 
 // Bounds on max |logit error| / max |logit| vs expected.json, over the golden models. Observed:
-// fp16 8.3e-4 to 1.4e-3 (11-bit significands), int8 1.7e-2 to 3.3e-2 (8-bit weights per channel
-// and activations per tensor).
+// fp16 8.3e-4 to 1.4e-3 (11-bit significands), int8 1.7e-2 to 2.9e-2 (paired int8 weights per
+// channel, activations per tensor). int8 integer products are exact on every CPU
+// (test/int8.test.ts), so these bounds do not depend on the CPU running them.
 const REDUCED: { precision: Precision; bound: number }[] = [
   { precision: 'fp16', bound: 5e-3 },
   { precision: 'int8', bound: 6e-2 },
@@ -147,26 +147,6 @@ test('the int8 graph quantizes every transformer linear layer; fp16 stores half-
   assert.ok(toOnnxBytes(fp16).length < 0.55 * fp32Bytes);
   assert.deepEqual(fp16.inputs.map((v) => v.dtype), ['float32'], 'fp16 graphs take float32 input');
   assert.deepEqual(fp16.outputs.map((v) => v.dtype), ['float32'], 'and give float32 logits');
-});
-
-test('quantizeRows: symmetric per-channel int8 within half a step of every weight', () => {
-  const rng = new Rng(5);
-  const out = 7;
-  const inp = 11;
-  const w = Float64Array.from({ length: out * inp }, (_, i) => rng.normal() * (1 + (i % out))); // channel ranges differ
-  for (const rows of [[0, 7], [2, 5]] as [number, number][]) {
-    const { q, scale } = quantizeRows(w, inp, rows);
-    const n = rows[1] - rows[0];
-    for (let c = 0; c < n; c++) {
-      let peak = 0;
-      for (let i = 0; i < inp; i++) {
-        const v = w[(rows[0] + c) * inp + i];
-        assert.ok(Math.abs(q[i * n + c] * scale[c] - v) <= scale[c] / 2 + 1e-12, `row ${rows[0] + c} col ${i}`);
-        peak = Math.max(peak, Math.abs(q[i * n + c]));
-      }
-      assert.equal(peak, 127, 'each channel uses the full range');
-    }
-  }
 });
 
 test('a fold exported at opset 20 uses the standard Gelu op and gives the same logits', async () => {

@@ -9,6 +9,7 @@ import { ModelError, type Model } from '../core/model.js';
 import { initParams } from '../core/params.js';
 import { benchSvg, formatBench, runBench, type BenchRuntime } from '../deploy/bench.js';
 import { PRECISIONS, type Precision } from '../deploy/export.js';
+import { DEFAULT_INT8_WEIGHTS, INT8_WEIGHTS, type Int8Weights } from '../deploy/int8.js';
 import { loadModel, writeFileAtomic } from '../io.js';
 import { Progress } from './progress.js';
 
@@ -19,6 +20,7 @@ interface BenchFlags {
   batch: number[];
   threads: number[];
   precision: Precision[];
+  int8Weights: Int8Weights[];
   runtime: BenchRuntime[];
   runs: number;
   rounds: number;
@@ -39,6 +41,7 @@ export function addBenchCommand(program: Command): void {
     .addOption(new Option('--batch <list>', 'batch sizes').argParser(positiveIntList('--batch')).default([1], '1'))
     .addOption(new Option('--threads <list>', 'intra-op thread counts').argParser(positiveIntList('--threads')).default([2], '2'))
     .addOption(new Option('--precision <list>', `export precisions (${PRECISIONS.join(', ')})`).argParser(choiceList('--precision', PRECISIONS)).default(['fp32', 'int8'], 'fp32,int8'))
+    .addOption(new Option('--int8-weights <list>', `int8 weight modes to time (${INT8_WEIGHTS.join(', ')}; see vitfold export --help)`).argParser(choiceList('--int8-weights', INT8_WEIGHTS)).default([DEFAULT_INT8_WEIGHTS], DEFAULT_INT8_WEIGHTS))
     .addOption(new Option('--runtime <list>', 'node (onnxruntime-node), web (onnxruntime-web wasm, SIMD + threads, under Node), browser (the same inside headless Chromium)').argParser(choiceList('--runtime', ['node', 'web', 'browser'] as const)).default(['node'], 'node'))
     .addOption(new Option('--runs <n>', 'timed runs per round').argParser(positiveInt('--runs')).default(10))
     .addOption(new Option('--rounds <n>', 'interleaved rounds (every model once per round)').argParser(positiveInt('--rounds')).default(5))
@@ -49,7 +52,7 @@ export function addBenchCommand(program: Command): void {
     .option('--out <dir>', 'where bench.json and bench.svg go', 'bench-results')
     .addHelpText(
       'after',
-      '\nBaselines need Debian\'s python3-torch (and libopenblas0-openmp); without it they are skipped with a note.\n\nExamples:\n  $ vitfold bench\n  $ vitfold bench --depths 12,3 --batch 1,8 --threads 1,2 --precision fp32,fp16,int8\n  $ vitfold bench --runtime node,web --no-peers\n  $ vitfold bench --depths 12,3 --precision fp32 --no-spin\n  $ vitfold bench --runtime browser --depths 12,3 --precision fp32\n  $ vitfold bench --model deit-tiny.safetensors --out results/deit',
+      '\nBaselines need Debian\'s python3-torch (and libopenblas0-openmp); without it they are skipped with a note.\n\nExamples:\n  $ vitfold bench\n  $ vitfold bench --depths 12,3 --batch 1,8 --threads 1,2 --precision fp32,fp16,int8\n  $ vitfold bench --runtime node,web --no-peers\n  $ vitfold bench --depths 12,3 --precision int8 --int8-weights paired,u8,s7,full --runtime node,web\n  $ vitfold bench --depths 12,3 --precision fp32 --no-spin\n  $ vitfold bench --runtime browser --depths 12,3 --precision fp32\n  $ vitfold bench --model deit-tiny.safetensors --out results/deit',
     )
     .action(async (o: BenchFlags) => {
       let deep: Model;
@@ -71,6 +74,7 @@ export function addBenchCommand(program: Command): void {
         batches: o.batch,
         threads: o.threads,
         precisions: o.precision,
+        int8Weights: o.int8Weights,
         runtimes: o.runtime,
         runs: o.runs,
         rounds: o.rounds,

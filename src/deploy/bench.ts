@@ -22,7 +22,9 @@ import type { ViTConfig } from '../core/config.js';
 import { exportFlopsPerImage } from '../core/flops.js';
 import { fold } from '../core/fold.js';
 import { toBranched, type Model } from '../core/model.js';
+import { cpuFeatures, int8PairsSaturate, type CpuFeatures } from './cpu.js';
 import { buildExportGraph, type Precision } from './export.js';
+import { DEFAULT_INT8_WEIGHTS, type Int8Weights } from './int8.js';
 import { Graph } from '../graph/graph.js';
 import { toOnnxBytes } from '../graph/onnx.js';
 import { saveModel } from '../io.js';
@@ -39,6 +41,8 @@ export interface BenchOptions {
   batches: number[];
   threads: number[];
   precisions: Precision[];
+  /** The int8 weight modes to time (precision int8 only; default: the export default). */
+  int8Weights?: Int8Weights[];
   runtimes: BenchRuntime[];
   /** Timed runs per round and interleaved rounds per candidate. */
   runs: number;
@@ -62,6 +66,8 @@ export interface BenchRow {
   source: string;
   depth: number;
   precision: Precision;
+  /** int8 rows: how the weights are stored (deploy/int8.ts). */
+  int8Weights?: Int8Weights;
   batch: number;
   threads: number;
   medianMs: number;
@@ -78,7 +84,15 @@ export interface BenchRow {
 
 export interface BenchResult {
   date: string;
-  machine: { cpu: string; cores: number; node: string };
+  machine: {
+    cpu: string;
+    cores: number;
+    node: string;
+    /** The features that select onnxruntime's kernels (AVX2, AVX-512, VNNI, AMX, ARM dot). */
+    features: CpuFeatures;
+    /** Whether this onnxruntime's uint8 x int8 kernels saturate pair sums at int16 (x86 without VNNI). */
+    int8PairsSaturate: boolean;
+  };
   config: ViTConfig;
   baseline: string;
   /** fp32 matmul peak (GFLOP/s) per thread count: the fastest run of a 1024^3 constant-weight MatMul. */
@@ -95,6 +109,7 @@ interface Candidate {
   source: string;
   depth: number;
   precision: Precision;
+  int8Weights?: Int8Weights;
   flops: number; // per image
   bytes: Uint8Array;
   file: string;
@@ -245,21 +260,23 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
   }
   for (const { depth, model } of modelsAtDepths(o.deep, o.depths)) {
     for (const precision of o.precisions) {
-      const bytes = toOnnxBytes(buildExportGraph(model, { precision }));
-      const file = join(dir, `vitfold-${depth}L-${precision}.onnx`);
-      writeFileSync(file, bytes);
-      candidates.push({ source: 'vitfold export', depth, precision, flops: exportFlopsPerImage(model.config), bytes, file });
+      for (const int8Weights of precision === 'int8' ? (o.int8Weights ?? [DEFAULT_INT8_WEIGHTS]) : [undefined]) {
+        const bytes = toOnnxBytes(buildExportGraph(model, { precision, int8Weights }));
+        const file = join(dir, `vitfold-${depth}L-${precision}${int8Weights ? `-${int8Weights}` : ''}.onnx`);
+        writeFileSync(file, bytes);
+        candidates.push({ source: 'vitfold export', depth, precision, int8Weights, flops: exportFlopsPerImage(model.config), bytes, file });
+      }
     }
   }
-  const baseline = candidates[0].source === 'torch.onnx.export' ? `torch.onnx.export ${L}L fp32` : `vitfold export ${L}L ${candidates[0].precision}`;
+  const baseline = candidates[0].source === 'torch.onnx.export' ? `torch.onnx.export ${L}L fp32` : `vitfold export ${L}L ${precisionLabel(candidates[0])}`;
 
   const rows: BenchRow[] = [];
   const peakGflops: Record<string, number> = {};
-  const row = (runtime: BenchRow['runtime'], c: Pick<Candidate, 'source' | 'depth' | 'precision' | 'flops'>, batch: number, threads: number, times: number[]): BenchRow => {
+  const row = (runtime: BenchRow['runtime'], c: Pick<Candidate, 'source' | 'depth' | 'precision' | 'int8Weights' | 'flops'>, batch: number, threads: number, times: number[]): BenchRow => {
     const s = stats(times);
     const gflops = (c.flops * batch) / (s.median * 1e6);
     const peak = peakGflops[threads];
-    return { runtime, source: c.source, depth: c.depth, precision: c.precision, batch, threads, medianMs: s.median, minMs: s.min, maxMs: s.max, imagesPerSec: (1000 * batch) / s.median, gflops, peakFraction: peak ? gflops / peak : undefined };
+    return { runtime, source: c.source, depth: c.depth, precision: c.precision, ...(c.int8Weights ? { int8Weights: c.int8Weights } : {}), batch, threads, medianMs: s.median, minMs: s.min, maxMs: s.max, imagesPerSec: (1000 * batch) / s.median, gflops, peakFraction: peak ? gflops / peak : undefined };
   };
 
   if (o.runtimes.includes('node')) {
@@ -302,7 +319,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
         const times = timeWeb(candidates.map((c) => c.file), webJob(threads, batch), o.log);
         candidates.forEach((c, i) => {
           if (times[i]) rows.push(row('web', c, batch, threads, times[i]!));
-          else notes.push(`onnxruntime-web could not run ${c.source} ${c.depth}L ${c.precision}`);
+          else notes.push(`onnxruntime-web could not run ${c.source} ${c.depth}L ${precisionLabel(c)}`);
         });
       }
     }
@@ -318,7 +335,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
           if (!notes.some((n) => n.startsWith('browser: '))) notes.push(`browser: ${r.browser}, onnxruntime-web wasm`);
           candidates.forEach((c, i) => {
             if (r.times[i]) rows.push(row('browser', c, batch, threads, r.times[i]!));
-            else notes.push(`Chromium's onnxruntime-web could not run ${c.source} ${c.depth}L ${c.precision}: ${r.errors[i]}`);
+            else notes.push(`Chromium's onnxruntime-web could not run ${c.source} ${c.depth}L ${precisionLabel(c)}: ${r.errors[i]}`);
           });
         }
       }
@@ -328,7 +345,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
   // ratios against the baseline of the same runtime, batch and threads (PyTorch rows: vs node's)
   for (const r of rows) {
     const rt = r.runtime === 'pytorch' ? 'node' : r.runtime;
-    const base = rows.find((b) => b.runtime === rt && b.batch === r.batch && b.threads === r.threads && `${b.source} ${b.depth}L ${b.precision}` === baseline);
+    const base = rows.find((b) => b.runtime === rt && b.batch === r.batch && b.threads === r.threads && `${b.source} ${b.depth}L ${precisionLabel(b)}` === baseline);
     if (base) r.ratio = r.medianMs / base.medianMs;
   }
 
@@ -339,14 +356,14 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
     for (const c of candidates) {
       for (const batch of o.batches) {
         const rss = memoryOf(c.file, [batch, ...inputShape.slice(1)], threads);
-        for (const r of rows) if (r.runtime === 'node' && r.batch === batch && r.source === c.source && r.depth === c.depth && r.precision === c.precision) r.peakRssMiB = rss;
+        for (const r of rows) if (r.runtime === 'node' && r.batch === batch && r.source === c.source && r.depth === c.depth && precisionLabel(r) === precisionLabel(c)) r.peakRssMiB = rss;
       }
     }
   }
 
   return {
     date: new Date().toISOString(),
-    machine: { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, node: process.version },
+    machine: { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, node: process.version, features: cpuFeatures(), int8PairsSaturate: await int8PairsSaturate() },
     config: cfg,
     baseline,
     peakGflops,
@@ -357,10 +374,16 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
   };
 }
 
+/** 'fp32', 'fp16', or 'int8 paired' (int8 with its weight mode). */
+export function precisionLabel(x: { precision: Precision; int8Weights?: Int8Weights }): string {
+  return x.int8Weights ? `${x.precision} ${x.int8Weights}` : x.precision;
+}
+
 export function formatBench(r: BenchResult): string {
   const lines: string[] = [];
   const c = r.config;
-  lines.push(`${c.img_size}x${c.img_size}/${c.patch_size}, width ${c.embed_dim}, ${c.num_heads} heads, ${c.depth} layers; ${r.machine.cpu} (${r.machine.cores} cores), node ${r.machine.node}`);
+  lines.push(`${c.img_size}x${c.img_size}/${c.patch_size}, width ${c.embed_dim}, ${c.num_heads} heads, ${c.depth} layers; node ${r.machine.node}`);
+  lines.push(`cpu ${r.machine.features.summary}; onnxruntime int8 pair sums ${r.machine.int8PairsSaturate ? 'saturate at int16 (no VNNI)' : 'exact'}`);
   if (Object.keys(r.peakGflops).length) {
     lines.push(`fp32 matmul peak (ORT, ${PEAK_N}^3 MatMul, fastest of the same rounds): ${Object.entries(r.peakGflops).map(([t, g]) => `${g.toFixed(1)} GFLOP/s at ${t} thread${t === '1' ? '' : 's'}`).join(', ')}`);
   }
@@ -372,7 +395,7 @@ export function formatBench(r: BenchResult): string {
   const body = r.rows.map((x) => [
     x.runtime,
     `${x.source} ${x.depth}L`,
-    x.precision,
+    precisionLabel(x),
     String(x.batch),
     String(x.threads),
     x.medianMs.toFixed(2),
@@ -418,7 +441,7 @@ export function benchSvg(r: BenchResult): string {
     y += groupH;
     out.push(`<text x="10" y="${y - 8}" font-weight="bold">${esc(key)}</text>`);
     for (const x of rows) {
-      const label = `${x.source} ${x.depth}L ${x.precision}`;
+      const label = `${x.source} ${x.depth}L ${precisionLabel(x)}`;
       out.push(`<text x="${L - 6}" y="${y + barH - 4}" text-anchor="end">${esc(label)}</text>`);
       out.push(`<rect x="${L}" y="${y}" width="${(px(x.medianMs) - L).toFixed(1)}" height="${barH}" fill="${color(x)}"/>`);
       out.push(`<line x1="${px(x.minMs).toFixed(1)}" x2="${px(x.maxMs).toFixed(1)}" y1="${y + barH / 2}" y2="${y + barH / 2}" stroke="#222"/>`);

@@ -21,12 +21,12 @@ import { ModelError, type Model } from '../core/model.js';
 import { cloneParams } from '../core/params.js';
 import { referenceForward } from '../core/reference.js';
 import { compareLogits, randomInput, type LogitError } from '../core/verify.js';
-import { B, Graph, type Dim, type Value } from '../graph/graph.js';
-import type { Params } from '../core/params.js';
+import { B, Graph } from '../graph/graph.js';
 import { toOnnxBytes } from '../graph/onnx.js';
 import { initializerBinding } from '../model/engine.js';
-import { buildForward, type HeadProductEmitter, type LinearEmitter } from '../model/vit-graph.js';
+import { buildForward } from '../model/vit-graph.js';
 import { Session } from '../runtime/ort.js';
+import { DEFAULT_INT8_WEIGHTS, int8Emitters, int8GraphOverflows, type Int8Weights } from './int8.js';
 
 export const PRECISIONS = ['fp32', 'fp16', 'int8'] as const;
 export type Precision = (typeof PRECISIONS)[number];
@@ -58,6 +58,8 @@ export interface ExportOptions {
    * the same; onnxruntime-web 5-10% slower.
    */
   attention?: ExportAttention;
+  /** How int8 weights are stored (deploy/int8.ts); precision 'int8' only. */
+  int8Weights?: Int8Weights;
 }
 
 export const EXPORT_ATTENTION = ['strided', 'matmul', 'fused'] as const;
@@ -99,7 +101,7 @@ export function buildExportGraph(model: Model, opts: ExportOptions = {}): Graph 
   const logits = buildForward(g, cfg, { kind: 'plain' }, initializerBinding(g, params), { x: fp16 ? g.cast(x, 'float16') : x }, {
     clsOnlyLastLayer: opts.clsOnly ?? true,
     scaleInQuery: true,
-    ...(precision === 'int8' ? int8Emitters(g, params) : {}),
+    ...(precision === 'int8' ? int8Emitters(g, params, opts.int8Weights ?? DEFAULT_INT8_WEIGHTS) : {}),
     fusedAttention: opts.attention === 'fused',
     stridedHeads: (opts.attention ?? 'strided') === 'strided',
   });
@@ -107,104 +109,25 @@ export function buildExportGraph(model: Model, opts: ExportOptions = {}): Graph 
   return g;
 }
 
-/**
- * Symmetric per-column int8 for a matrix [K, N] given element-wise by `at(k, n)`: scale =
- * max |column| / 127, q = round(value / scale) ([K, N] row-major).
- */
-function quantizeColumns(at: (k: number, n: number) => number, K: number, N: number): { q: Int8Array; scale: Float32Array } {
-  const q = new Int8Array(K * N);
-  const scale = new Float32Array(N);
-  for (let c = 0; c < N; c++) {
-    let m = 0;
-    for (let k = 0; k < K; k++) m = Math.max(m, Math.abs(at(k, c)));
-    const s = m > 0 ? m / 127 : 1;
-    scale[c] = s;
-    for (let k = 0; k < K; k++) q[k * N + c] = Math.round(at(k, c) / s);
-  }
-  return { q, scale };
-}
-
-/** Symmetric per-output-channel int8 weights: scale = max |w| / 127 over each row of [out, in]. */
-export function quantizeRows(w: Float64Array, inp: number, rows: [number, number]): { q: Int8Array; scale: Float32Array } {
-  return quantizeColumns((i, c) => w[(rows[0] + c) * inp + i], inp, rows[1] - rows[0]); // q [in, n]: MatMulInteger's B operand
-}
-
-/**
- * The int8 emitters of an export: y = x Wq scaled, with Wq int8 and per-column scales, as
- * DynamicQuantizeLinear(x) -> MatMulInteger -> Cast -> Mul by (x scale * w scales). Standard
- * ONNX ops (any runtime), in the pattern ORT's MatMulIntegerToFloat / DynamicQuantizeMatMul
- * fusions recognise.
- */
-function int8Emitters(g: Graph, params: Params): { linear: LinearEmitter; headProduct: HeadProductEmitter } {
-  // One DynamicQuantizeLinear per activation: strided attention's q, k and v read the same x.
-  const quantized = new Map<string, Value[]>();
-  const product = (x: Value, wq: Value, ws: Value, outShape: Dim[]): Value => {
-    let xqz = quantized.get(x.name);
-    if (!xqz) {
-      xqz = g.node('DynamicQuantizeLinear', [x], {}, [
-        { dtype: 'uint8', shape: x.shape },
-        { dtype: 'float32', shape: [] },
-        { dtype: 'uint8', shape: [] },
-      ]);
-      quantized.set(x.name, xqz);
-    }
-    const [xq, xs, xzp] = xqz;
-    const acc = g.node('MatMulInteger', [xq, wq, xzp], {}, [{ dtype: 'int32', shape: outShape }])[0];
-    return g.mul(g.cast(acc, 'float32'), g.mul(xs, ws));
-  };
-  const tagOf = (out: number, rows: [number, number]) => (rows[1] - rows[0] === out ? '' : `[${rows[0]}:${rows[1]}]`);
-  return {
-    // y = x W^T + b: x [R, in], W rows [r0, r1) of [out, in]
-    linear: (x, { prefix, out, inp, rows }) =>
-      g.scope(prefix, () => {
-        const n = rows[1] - rows[0];
-        const { q, scale } = quantizeRows(params.get(prefix + '.weight')!.data, inp, rows);
-        const tag = tagOf(out, rows);
-        const wq = g.initializer(g.uniqueName(`weight${tag}.int8`), 'int8', [inp, n], q); // [in, n]
-        const ws = g.initializer(g.uniqueName(`weight${tag}.scale`), 'float32', [n], scale); // [n]
-        const bias = g.initializer(g.uniqueName(`bias${tag}`), 'float32', [n], Float32Array.from(params.get(prefix + '.bias')!.data.subarray(rows[0], rows[1])));
-        return g.add(product(x, wq, ws, [x.shape[0], n]), bias); // [R, n]
-      }),
-    // HeadProductSpec: per head h, B_h = W_h [hd, in] (to 'in') or W_h^T [in, hd] (to 'out'),
-    // quantized per column of B_h
-    headProduct: (x, { prefix, out, inp, rows, heads: H, to }) =>
-      g.scope(prefix, () => {
-        const w = params.get(prefix + '.weight')!.data;
-        const hd = (rows[1] - rows[0]) / H;
-        const [K, N] = to === 'in' ? [hd, inp] : [inp, hd];
-        const q = new Int8Array(H * K * N); // [H, K, N]
-        const scale = new Float32Array(H * N); // [H, 1, N]
-        for (let h = 0; h < H; h++) {
-          const row0 = rows[0] + h * hd;
-          const at = to === 'in' ? (k: number, n: number) => w[(row0 + k) * inp + n] : (k: number, n: number) => w[(row0 + n) * inp + k];
-          const block = quantizeColumns(at, K, N);
-          q.set(block.q, h * K * N);
-          scale.set(block.scale, h * N);
-        }
-        const tag = `${tagOf(out, rows)}.heads${to === 'in' ? '' : 'T'}`;
-        const wq = g.initializer(g.uniqueName(`weight${tag}.int8`), 'int8', [H, K, N], q);
-        const ws = g.initializer(g.uniqueName(`weight${tag}.scale`), 'float32', [H, 1, N], scale);
-        return product(x, wq, ws, [...x.shape.slice(0, -1), N]); // [B, H, 1, N]
-      }),
-  };
-}
-
 export interface ExportResult {
   bytes: Uint8Array;
   /** The exported graph in ORT (fp32) vs the float64 reference, on a seeded input. */
   error: LogitError;
   tokens: number;
+  /** int8: weight pairs that can overflow a saturating int16 pair sum on x86 without VNNI (deploy/int8.ts). */
+  int8Overflows: number;
 }
 
 /** Builds the export and validates it in onnxruntime-node against the float64 reference. */
 export async function exportModel(model: Model, opts: ExportOptions & { validateBatch?: number; threads?: number } = {}): Promise<ExportResult> {
-  const bytes = toOnnxBytes(buildExportGraph(model, opts), { docString: `vitfold export: ${model.structure.kind} ViT, depth ${model.config.depth}, ${opts.precision ?? 'fp32'}` });
+  const graph = buildExportGraph(model, opts);
+  const bytes = toOnnxBytes(graph, { docString: `vitfold export: ${model.structure.kind} ViT, depth ${model.config.depth}, ${opts.precision ?? 'fp32'}` });
   const session = await Session.create(bytes, { threads: opts.threads });
   try {
     const x = randomInput(model, opts.validateBatch ?? 2, 0);
     const out = await session.run({ x: { shape: x.shape, data: Float32Array.from(x.data) } });
     const error = compareLogits(referenceForward(model, x).data, Float64Array.from(out.logits.data as Float32Array));
-    return { bytes, error, tokens: numTokens(model.config) };
+    return { bytes, error, tokens: numTokens(model.config), int8Overflows: int8GraphOverflows(graph).length };
   } finally {
     await session.release();
   }

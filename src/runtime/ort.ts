@@ -3,7 +3,7 @@
 
 import * as ort from 'onnxruntime-node';
 
-export type TensorData = Float32Array | Float64Array | BigInt64Array | Uint8Array;
+export type TensorData = Float32Array | Float64Array | BigInt64Array | Int32Array | Uint8Array;
 
 export interface HostTensor {
   shape: number[];
@@ -37,7 +37,7 @@ export class RuntimeError extends Error {
 
 function toOrt(name: string, t: HostTensor): ort.Tensor {
   const d = t.data;
-  const type = d instanceof Float32Array ? 'float32' : d instanceof Float64Array ? 'float64' : d instanceof BigInt64Array ? 'int64' : 'bool';
+  const type = d instanceof Float32Array ? 'float32' : d instanceof Float64Array ? 'float64' : d instanceof BigInt64Array ? 'int64' : d instanceof Int32Array ? 'int32' : 'bool';
   const n = t.shape.reduce((a, b) => a * b, 1);
   if (n !== d.length) throw new RuntimeError(`input '${name}': ${d.length} values for shape [${t.shape.join(', ')}]`);
   return new ort.Tensor(type, d, t.shape);
