@@ -52,7 +52,7 @@ console.log(`dW = dY^T X over R = ${R} rows, ${threads} threads; ms per product 
 console.log(`${'layer'.padEnd(6)}${'dW'.padEnd(11)}${FORMS.map((f) => f.padStart(26)).join('')}`);
 for (const [name, O, I] of layers) {
   const items = await Promise.all(FORMS.map(async (form) => ({ session: await Session.create(build(form, O, I), { threads, spinning: true }), feeds: feeds(form, O, I) })));
-  const times = await timeInterleaved(items, { rounds: 6, runs: 8, warmup: 2, pauseMs: 100 });
+  const times = await timeInterleaved(items, { rounds: 6, runs: 8, warmup: 2, quiet: true });
   const med = times.map((t) => [...t].sort((p, q) => p - q)[t.length >> 1] / REPS);
   console.log(`${name.padEnd(6)}${`[${O}, ${I}]`.padEnd(11)}${med.map((m) => `${m.toFixed(3)} ms ${(m / med[0]).toFixed(2)}x`.padStart(26)).join('')}`);
   for (const it of items) await it.session.release();

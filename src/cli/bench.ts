@@ -48,7 +48,7 @@ export function addBenchCommand(program: Command): void {
     .addOption(new Option('--warmup <n>', 'untimed runs before each round').argParser(positiveInt('--warmup')).default(3))
     .option('--no-peers', 'skip the PyTorch baselines (torch.onnx.export in ORT, PyTorch eager)')
     .option('--no-memory', 'skip the per-model peak-memory processes')
-    .option('--no-spin', "onnxruntime-node sessions without spin-waiting (default: ORT's default spin-waiting, 100 ms idle after each session's runs)")
+    .option('--no-spin', "onnxruntime-node sessions without spin-waiting (default: ORT's default spin-waiting, idling until the process is quiet after each session's runs)")
     .option('--out <dir>', 'where bench.json and bench.svg go', 'bench-results')
     .addHelpText(
       'after',

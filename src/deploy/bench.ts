@@ -9,9 +9,9 @@
 //     inside headless Chromium ('browser', bench-browser.ts).
 // Every node-runtime candidate is timed in interleaved rounds (this VM's speed drifts by ~15%
 // over minutes). Sessions spin-wait as onnxruntime-node does by default (what a deployed model
-// gets), and each session's block of runs is followed by SPIN_PAUSE_MS of idle time, so no
-// session's spinning pool takes the cores while another is timed (--no-spin: spin-waiting off,
-// no pauses). Peak memory is each model's own process (bench-memory.ts), not this one's.
+// gets), and after each session's block of runs the bench idles until this process uses no
+// CPU (the pool has stopped spinning), so no session's spinning pool takes the cores while
+// another is timed (--no-spin: spin-waiting off, no idling). Peak memory is each model's own process (bench-memory.ts), not this one's.
 
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -51,8 +51,8 @@ export interface BenchOptions {
   peers: boolean;
   memory: boolean;
   /**
-   * onnxruntime-node sessions spin-wait between ops (ORT's default), with SPIN_PAUSE_MS idle
-   * after each session's block; false: spin-waiting off and no pauses.
+   * onnxruntime-node sessions spin-wait between ops (ORT's default), idling until the process
+   * is quiet after each session's block; false: spin-waiting off and no idling.
    */
   spin: boolean;
   log: (line: string) => void;
@@ -167,13 +167,30 @@ export function peakGraph(n: number): Uint8Array {
 }
 export const PEAK_N = 1024;
 
+/** Length of one CPU-use sample of waitUntilQuiet, ms. */
+export const QUIET_SLICE_MS = 10;
+
 /**
- * Idle time after each session's block of timed runs when sessions spin-wait. After a run an
- * onnxruntime-node pool keeps one core spinning for ~43 ms (measured with a DeiT-Tiny fold: the
- * process used 42.5-43.5 ms of CPU in the 50-200 ms after a run, 0.3 ms with spinning off);
- * 100 ms leaves no pool spinning when the next session's block starts.
+ * Waits until this process's threads use (nearly) no CPU for one QUIET_SLICE_MS slice, at
+ * least `minMs` and at most `maxMs`; returns the ms waited. After a run an onnxruntime-node
+ * pool that spin-waits keeps a core busy for a fixed number of spin iterations, whose length in
+ * time depends on the CPU (the cost of its pause instruction), so a fixed pause would be too
+ * short on some machines and wasted on others. Other processes' load does not count: the
+ * measure is this process's own CPU time.
  */
-export const SPIN_PAUSE_MS = 100;
+export async function waitUntilQuiet(minMs = QUIET_SLICE_MS, maxMs = 2000): Promise<number> {
+  const t0 = performance.now();
+  for (;;) {
+    const c0 = process.cpuUsage();
+    const s0 = performance.now();
+    await new Promise((resolve) => setTimeout(resolve, QUIET_SLICE_MS));
+    const c = process.cpuUsage(c0);
+    const waited = performance.now() - t0;
+    // a spinning core fills the slice; an idle process uses a few hundredths of it
+    const quiet = (c.user + c.system) / 1000 < 0.2 * (performance.now() - s0);
+    if ((quiet && waited >= minMs) || waited >= maxMs) return waited;
+  }
+}
 
 /** Runs a Node script in a child process (a .ts one under tsx) and parses its last stdout line as JSON. */
 export function runNodeScript<T>(script: string, args: string[], what: string): T {
@@ -204,12 +221,12 @@ function timeWeb(files: string[], o: WebJob, log: (line: string) => void): (numb
 
 /**
  * Times each session on its feeds in interleaved rounds (warm-up, then `runs` timed runs, per
- * session per round): slow drifts of the machine hit every candidate alike. `pauseMs` idles
- * after each block (spin-waiting sessions: SPIN_PAUSE_MS).
+ * session per round): slow drifts of the machine hit every candidate alike. `quiet`: after each
+ * block, wait until the process is quiet (spin-waiting sessions).
  */
 export async function timeInterleaved(
   items: { session: Session; feeds: Record<string, HostTensor> }[],
-  o: { rounds: number; runs: number; warmup: number; pauseMs?: number },
+  o: { rounds: number; runs: number; warmup: number; quiet?: boolean },
   onRound?: () => void,
 ): Promise<number[][]> {
   const times = items.map(() => [] as number[]);
@@ -222,7 +239,7 @@ export async function timeInterleaved(
         await session.run(feeds);
         times[i].push(performance.now() - t0);
       }
-      if (o.pauseMs) await new Promise((resolve) => setTimeout(resolve, o.pauseMs));
+      if (o.quiet) await waitUntilQuiet();
       onRound?.();
     }
   }
@@ -290,7 +307,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
           const x = benchInput([batch, ...inputShape.slice(1)]);
           const px = { shape: [PEAK_N, PEAK_N], data: new Float32Array(PEAK_N * PEAK_N).map((_, i) => Math.cos(i)) };
           const items = [...sessions.map((session) => ({ session, feeds: { x } })), { session: peak, feeds: { x: px } }];
-          const times = await timeInterleaved(items, { ...o, pauseMs: o.spin ? SPIN_PAUSE_MS : 0 }, () => o.progress?.(++done, total));
+          const times = await timeInterleaved(items, { ...o, quiet: o.spin }, () => o.progress?.(++done, total));
           peakGflops[threads] = Math.max(peakGflops[threads] ?? 0, (2 * PEAK_N ** 3) / (stats(times[sessions.length]).min * 1e6));
           candidates.forEach((c, i) => rows.push(row('node', c, batch, threads, times[i])));
         }
@@ -388,7 +405,7 @@ export function formatBench(r: BenchResult): string {
     lines.push(`fp32 matmul peak (ORT, ${PEAK_N}^3 MatMul, fastest of the same rounds): ${Object.entries(r.peakGflops).map(([t, g]) => `${g.toFixed(1)} GFLOP/s at ${t} thread${t === '1' ? '' : 's'}`).join(', ')}`);
   }
   if (r.rows.some((x) => x.runtime === 'node')) {
-    lines.push(r.spin ? `onnxruntime-node: spin-waiting on (ORT's default), ${SPIN_PAUSE_MS} ms idle after each session's runs` : 'onnxruntime-node: spin-waiting off (--no-spin)');
+    lines.push(r.spin ? "onnxruntime-node: spin-waiting on (ORT's default), idle until the process is quiet after each session's runs" : 'onnxruntime-node: spin-waiting off (--no-spin)');
   }
   lines.push(`ratio = median latency / ${r.baseline} (same runtime, batch, threads); %peak = matrix-product FLOPs per second at the median / fp32 peak`);
   const head = ['runtime', 'model', 'prec', 'batch', 'thr', 'median ms', 'min', 'max', 'img/s', 'ratio', '%peak', 'RSS MiB'];
