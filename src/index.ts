@@ -17,3 +17,11 @@ export { Predictor, lossAndGradients, type PredictOptions, type GradientOptions,
 export { exportModel, buildExportGraph, exportableModel, PRECISIONS, EXPORT_OPSETS, EXPORT_TOLERANCE, type Precision, type ExportOptions, type ExportResult } from './deploy/export.js';
 export { runBench, formatBench, benchSvg, modelsAtDepths, type BenchOptions, type BenchResult, type BenchRow } from './deploy/bench.js';
 export { toOnnxBytes } from './graph/onnx.js';
+export { train, evaluate, readRunConfig, TrainError, type TrainConfig, type TrainEvents, type TrainResult, type EpochRecord } from './train/trainer.js';
+export { shrink, resumeShrink, planShrink, shrinkConfig, shrinkStart, instantFold, SHRINK_DEFAULTS, SHRINK_METHODS, type ShrinkPlan, type ShrinkMethod, type ShrinkResult } from './train/shrink.js';
+export { DEFAULT_DISTILLATION, softTargets, Teacher } from './train/distill.js';
+export { evenlySpacedLayers, keepLayers } from './core/layers.js';
+export type { Distillation } from './model/vit-graph.js';
+export { readSpec, ExperimentError, type ExperimentSpec, type RowSpec, type TeacherSpec } from './experiment/spec.js';
+export { runExperiment, runOutcome, type RunOutcome, type RunRecord } from './experiment/harness.js';
+export { summarize, writeResults, resultsMarkdown, resultsSvg, type ExperimentResults, type RowSummary } from './experiment/results.js';

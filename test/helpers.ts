@@ -1,7 +1,8 @@
 // Shared test helpers: where the golden fixtures are, random models that exercise every part
 // of the fold (random LayerNorm affine, random biases, head_dim != embed_dim / num_heads).
 
-import { existsSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { gzipSync } from 'node:zlib';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -59,4 +60,30 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let m = 0;
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
   return m;
+}
+
+export function idx(dims: number[], data: Uint8Array): Uint8Array {
+  const out = new Uint8Array(4 + 4 * dims.length + data.length);
+  const dv = new DataView(out.buffer);
+  out[2] = 8;
+  out[3] = dims.length;
+  dims.forEach((d, i) => dv.setUint32(4 + 4 * i, d, false));
+  out.set(data, 4 + 4 * dims.length);
+  return out;
+}
+
+/** A tiny Fashion-MNIST-shaped dataset whose class is visible as the image's brightness. */
+export function writeDataset(dir: string, nTrain: number, nTest: number, gz: boolean): void {
+  mkdirSync(dir, { recursive: true });
+  const rng = new Rng(5);
+  for (const [split, n] of [['train', nTrain], ['t10k', nTest]] as const) {
+    const labels = Uint8Array.from({ length: n }, () => rng.int(10));
+    const images = new Uint8Array(n * 784);
+    for (let i = 0; i < n; i++) {
+      for (let p = 0; p < 784; p++) images[i * 784 + p] = 25 * labels[i] + rng.int(20);
+    }
+    const w = (name: string, bytes: Uint8Array) => writeFileSync(join(dir, gz ? `${name}.gz` : name), gz ? gzipSync(bytes) : bytes);
+    w(`${split}-images-idx3-ubyte`, idx([n, 28, 28], images));
+    w(`${split}-labels-idx1-ubyte`, idx([n], labels));
+  }
 }

@@ -164,7 +164,7 @@ test('drop path: keep = 1 changes nothing; keep = 0 removes exactly that sub-lay
   const rows = 4 * T;
   const lossWith = async (keep: Float64Array) => {
     const r = new StepRunner(model, { batch: 4, dtype: 'float64', dropPath: 0.1, threads: 1 });
-    const out = await r.run(x, targets, 0, undefined, keep);
+    const out = await r.run(x, targets, 0, undefined, { dropKeep: keep });
     await r.release();
     return out.loss;
   };

@@ -2,18 +2,16 @@
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { gzipSync } from 'node:zlib';
 import type { ViTConfig } from '../src/core/config.js';
 import { initParams } from '../src/core/params.js';
-import { Rng } from '../src/core/rng.js';
 import { DataError, loadMnistLike, parseIdx } from '../src/data/idx.js';
 import { loadModel, saveModel } from '../src/io.js';
 import { joinCoefficients, learningRate, validateJoinSchedule, type JoinSchedule } from '../src/train/schedule.js';
 import { train, type TrainConfig } from '../src/train/trainer.js';
-import { REPO, tmpDir } from './helpers.js';
+import { idx, REPO, tmpDir, writeDataset } from './helpers.js';
 
 describe('join schedule', () => {
   const schedules: JoinSchedule[] = [
@@ -58,32 +56,6 @@ describe('join schedule', () => {
     for (let i = 10; i < 110; i++) assert.ok(learningRate(s, i + 1) <= learningRate(s, i));
   });
 });
-
-function idx(dims: number[], data: Uint8Array): Uint8Array {
-  const out = new Uint8Array(4 + 4 * dims.length + data.length);
-  const dv = new DataView(out.buffer);
-  out[2] = 8;
-  out[3] = dims.length;
-  dims.forEach((d, i) => dv.setUint32(4 + 4 * i, d, false));
-  out.set(data, 4 + 4 * dims.length);
-  return out;
-}
-
-/** A tiny Fashion-MNIST-shaped dataset whose class is visible as the image's brightness. */
-function writeDataset(dir: string, nTrain: number, nTest: number, gz: boolean): void {
-  mkdirSync(dir, { recursive: true });
-  const rng = new Rng(5);
-  for (const [split, n] of [['train', nTrain], ['t10k', nTest]] as const) {
-    const labels = Uint8Array.from({ length: n }, () => rng.int(10));
-    const images = new Uint8Array(n * 784);
-    for (let i = 0; i < n; i++) {
-      for (let p = 0; p < 784; p++) images[i * 784 + p] = 25 * labels[i] + rng.int(20);
-    }
-    const w = (name: string, bytes: Uint8Array) => writeFileSync(join(dir, gz ? `${name}.gz` : name), gz ? gzipSync(bytes) : bytes);
-    w(`${split}-images-idx3-ubyte`, idx([n, 28, 28], images));
-    w(`${split}-labels-idx1-ubyte`, idx([n], labels));
-  }
-}
 
 describe('IDX data', () => {
   test('gzip and raw files load', () => {

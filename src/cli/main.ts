@@ -28,7 +28,11 @@ import { Predictor } from '../model/engine.js';
 import { ImageError, loadImage } from '../data/image.js';
 import { Progress } from './progress.js';
 import { addTrainCommands } from './train.js';
+import { addShapeOptions, configFromOptions } from './shape.js';
 import { addBenchCommand } from './bench.js';
+import { addShrinkCommand } from './shrink.js';
+import { addExperimentCommand } from './experiment.js';
+import { ExperimentError } from '../experiment/spec.js';
 import { DataError } from '../data/idx.js';
 import { TrainError } from '../train/trainer.js';
 
@@ -160,26 +164,6 @@ function verifyFold(branched: Model, folded: Model, x: Tensor, inputLabel: strin
   };
 }
 
-function configFromOptions(o: Record<string, unknown>): ViTConfig {
-  const cfg = preset(o.preset as string);
-  const map: [string, keyof ViTConfig][] = [
-    ['imgSize', 'img_size'],
-    ['patchSize', 'patch_size'],
-    ['inChans', 'in_chans'],
-    ['numClasses', 'num_classes'],
-    ['embedDim', 'embed_dim'],
-    ['depth', 'depth'],
-    ['numHeads', 'num_heads'],
-    ['headDim', 'head_dim'],
-    ['mlpHidden', 'mlp_hidden'],
-  ];
-  const headDimGiven = o.headDim !== undefined;
-  for (const [opt, key] of map) if (o[opt] !== undefined) cfg[key] = o[opt] as number;
-  if (!headDimGiven && (o.embedDim !== undefined || o.numHeads !== undefined)) cfg.head_dim = cfg.embed_dim / cfg.num_heads;
-  if (o.mlpHidden === undefined && o.embedDim !== undefined) cfg.mlp_hidden = 4 * cfg.embed_dim;
-  return validateConfig(cfg, `--preset ${o.preset as string} with overrides`);
-}
-
 export function buildProgram(): Command {
   const program = new Command();
   program
@@ -245,26 +229,17 @@ Examples:
       for (const [k, v] of Object.entries(model.extraMetadata)) console.log(`metadata   ${k}: ${v.length > 100 ? v.slice(0, 100) + '...' : v}`);
     });
 
-  program
-    .command('init')
+  addShapeOptions(program
+    .command('init'))
     .description('write a randomly initialized model (timm init), plain or branched with coefficients 0')
     .requiredOption('--out <file>', 'output .safetensors')
     .addOption(new Option('--preset <name>', 'base config').choices(Object.keys(PRESETS)).default('deit-tiny'))
     .addOption(new Option('--branches <k>', 'write a k-branch model (join coefficients 0 = the deep model)').argParser(positiveInt('--branches')))
     .addOption(new Option('--seed <n>', 'random seed').argParser(nonNegativeInt('--seed')).default(0))
     .addOption(new Option('--dtype <t>', 'storage dtype').choices(Object.keys(DTYPES)).default('f32'))
-    .addOption(new Option('--img-size <n>').argParser(positiveInt('--img-size')))
-    .addOption(new Option('--patch-size <n>').argParser(positiveInt('--patch-size')))
-    .addOption(new Option('--in-chans <n>').argParser(positiveInt('--in-chans')))
-    .addOption(new Option('--num-classes <n>').argParser(positiveInt('--num-classes')))
-    .addOption(new Option('--embed-dim <n>').argParser(positiveInt('--embed-dim')))
-    .addOption(new Option('--depth <n>').argParser(positiveInt('--depth')))
-    .addOption(new Option('--num-heads <n>').argParser(positiveInt('--num-heads')))
-    .addOption(new Option('--head-dim <n>', 'default embed-dim / num-heads').argParser(positiveInt('--head-dim')))
-    .addOption(new Option('--mlp-hidden <n>', 'default 4 * embed-dim').argParser(positiveInt('--mlp-hidden')))
     .addHelpText('after', '\nExample:\n  $ vitfold init --preset vit-28 --branches 4 --out fmnist-4branch.safetensors')
     .action((o: Record<string, unknown>) => {
-      const config = configFromOptions(o);
+      const config = configFromOptions(preset(o.preset as string), o, `--preset ${o.preset as string} with overrides`);
       let model: Model = { config, structure: { kind: 'plain' }, params: initParams(config, o.seed as number), dtype: 'F32', extraMetadata: {} };
       if (o.branches !== undefined) model = toBranched(model, o.branches as number, {}, '--branches');
       saveModel(o.out as string, model, DTYPES[o.dtype as string]);
@@ -496,6 +471,8 @@ Examples:
     });
 
   addTrainCommands(program);
+  addShrinkCommand(program);
+  addExperimentCommand(program);
   addBenchCommand(program);
 
   return program;
@@ -506,7 +483,7 @@ export async function main(argv: string[]): Promise<void> {
     await buildProgram().parseAsync(argv);
   } catch (e) {
     // Errors about the user's input or files: print the message, not a stack trace.
-    if (e instanceof CliError || e instanceof ModelError || e instanceof ConfigError || e instanceof SafetensorsError || e instanceof ImageError || e instanceof DataError || e instanceof TrainError) {
+    if (e instanceof CliError || e instanceof ModelError || e instanceof ConfigError || e instanceof SafetensorsError || e instanceof ImageError || e instanceof DataError || e instanceof TrainError || e instanceof ExperimentError) {
       process.stderr.write(`vitfold: error: ${e.message}\n`);
       process.exitCode = EXIT_BAD_INPUT;
       return;

@@ -14,8 +14,9 @@ import { adaptModel } from '../core/adapt.js';
 import { defaultNormalization } from '../core/preprocess.js';
 import { Predictor } from '../model/engine.js';
 import { DEFAULT_JOIN_SCHEDULE, type JoinMode, type RampShape } from '../train/schedule.js';
-import { readRunConfig, train, TrainError, type TrainConfig, type TrainResult } from '../train/trainer.js';
+import { readRunConfig, train, TrainError, type TrainConfig, type TrainEvents, type TrainResult } from '../train/trainer.js';
 import { Progress } from './progress.js';
+import { addShapeOptions, configFromOptions, SHAPE_KEYS, type ShapeOptions } from './shape.js';
 
 /** "0.5" (fraction of training) or "3ep" (epochs) -> fraction. */
 function progressPoint(text: string, epochs: number, flag: string): number {
@@ -94,15 +95,17 @@ export function trainConfigFrom(o: TrainCliOptions): TrainConfig {
 }
 
 /** Runs training with a progress bar and an epoch table on stdout. */
-export async function runTraining(cfg: TrainConfig, runDir: string, resume: boolean, init?: Model): Promise<TrainResult> {
+export function runTraining(cfg: TrainConfig, runDir: string, resume: boolean, init?: Model): Promise<TrainResult> {
+  return runTrainingWith((events) => train(cfg, runDir, { resume, init, events }));
+}
+
+/** Runs a training job (train, shrink) with the progress bar and epoch table as its events. */
+export async function runTrainingWith<T>(job: (events: TrainEvents) => Promise<T>): Promise<T> {
   let bar = new Progress('epoch 1');
   let lastLoss = NaN;
   let header = false;
   const fmtJoin = (v: number[]) => (v.length ? `[${v.map((c) => c.toFixed(2)).join(',')}]` : '-').padEnd(16);
-  return train(cfg, runDir, {
-    resume,
-    init,
-    events: {
+  return job({
       onMessage: (m) => console.log(m),
       onStep: (s) => {
         lastLoss = s.loss;
@@ -122,7 +125,6 @@ export async function runTraining(cfg: TrainConfig, runDir: string, resume: bool
             (e.ema_top1 !== undefined ? `  EMA ${(100 * e.ema_top1).toFixed(2)}%` : ''),
         );
       },
-    },
   });
 }
 
@@ -154,26 +156,34 @@ function countClasses(root: string | undefined): number {
   return readdirSync(dir).filter((d) => statSync(join(dir, d)).isDirectory()).length;
 }
 
-export function addTrainCommands(program: Command): void {
-  program
-    .command('train')
-    .description('train a branched ViT (Fashion-MNIST, CIFAR-10 or an image folder) while its branches are joined, then fold, verify and evaluate it')
+/** Defaults of the options train and shrink share where they differ between the two. */
+interface RecipeDefaults {
+  epochs: number;
+  lr: number;
+  warmupEpochs: number;
+  joinEnd: string;
+  out: string;
+  /** Parser and help of --epochs where they differ from train's (shrink takes 0). */
+  epochsArg?: (v: string) => number;
+  epochsHelp?: string;
+}
+
+/** The data, optimizer, schedule and augmentation options of train and shrink. */
+export function addRecipeOptions(cmd: Command, d: RecipeDefaults): Command {
+  return cmd
     .addOption(new Option('--dataset <name>', 'Fashion-MNIST IDX files, CIFAR-10 binary batches, or an image folder (ROOT/train/<class>/*.jpg, ROOT/val/...)').choices(['fashion-mnist', 'cifar10', 'folder']).default('fashion-mnist'))
-    .addOption(new Option('--preset <name>', 'model shape (default: vit-28-p7 for Fashion-MNIST, vit-32 for CIFAR-10)').choices(Object.keys(PRESETS)))
-    .addOption(new Option('--branches <k>', 'branches per block (depth / k blocks)').argParser(positiveInt('--branches')).default(4))
-    .addOption(new Option('--epochs <n>').argParser(positiveInt('--epochs')).default(5))
+    .addOption(new Option('--epochs <n>', d.epochsHelp).argParser(d.epochsArg ?? positiveInt('--epochs')).default(d.epochs))
     .addOption(new Option('--batch <n>').argParser(positiveInt('--batch')).default(128))
-    .addOption(new Option('--lr <x>', 'peak learning rate').argParser(nonNegativeNumber('--lr')).default(2e-3))
+    .addOption(new Option('--lr <x>', 'peak learning rate').argParser(nonNegativeNumber('--lr')).default(d.lr))
     .addOption(new Option('--min-lr <x>', 'final learning rate (cosine)').argParser(nonNegativeNumber('--min-lr')).default(1e-5))
-    .addOption(new Option('--warmup-epochs <x>').argParser(nonNegativeNumber('--warmup-epochs')).default(0.5))
+    .addOption(new Option('--warmup-epochs <x>').argParser(nonNegativeNumber('--warmup-epochs')).default(d.warmupEpochs))
     .addOption(new Option('--wd <x>', 'AdamW weight decay').argParser(nonNegativeNumber('--wd')).default(0.05))
     .addOption(new Option('--clip <x>', 'clip the global gradient norm').argParser(nonNegativeNumber('--clip')))
     .addOption(new Option('--drop-path <x>', 'stochastic depth rate of the last layer').argParser(fraction('--drop-path')).default(0))
     .addOption(new Option('--label-smoothing <x>').argParser(fraction('--label-smoothing')).default(0.1))
-    .addOption(new Option('--join <mode>', 'join schedule: all blocks together, block by block, or none (the plain deep baseline)').choices(['together', 'sequential', 'none']).default(DEFAULT_JOIN_SCHEDULE.mode))
     .addOption(new Option('--join-shape <s>').choices(['linear', 'cosine']).default(DEFAULT_JOIN_SCHEDULE.shape))
     .option('--join-start <p>', 'start of the join window: fraction of training or epochs (2ep)', '0')
-    .option('--join-end <p>', 'end of the join window (every coefficient is 1 from here on)', '0.5')
+    .option('--join-end <p>', 'end of the join window (every coefficient is 1 from here on)', d.joinEnd)
     .addOption(new Option('--crop-padding <n>', 'random crop with zero padding (0: off)').argParser(numberArg('--crop-padding', (n) => Number.isInteger(n) && n >= 0, 'an integer >= 0')).default(2))
     .option('--no-flip', 'no random horizontal flips')
     .addOption(new Option('--mixup <alpha>', 'mixup Beta alpha (DeiT: 0.8; 0: off)').argParser(nonNegativeNumber('--mixup')).default(0))
@@ -185,10 +195,22 @@ export function addTrainCommands(program: Command): void {
     .addOption(new Option('--limit-test <n>', 'use the first n test images').argParser(positiveInt('--limit-test')))
     .addOption(new Option('--seed <n>').argParser(numberArg('--seed', (n) => Number.isInteger(n) && n >= 0, 'an integer >= 0')).default(0))
     .addOption(new Option('--threads <n>', 'engine threads').argParser(positiveInt('--threads')))
-    .option('--out <dir>', 'run directory', 'runs/train')
+    .option('--out <dir>', 'run directory', d.out)
     .addOption(new Option('--ema <decay>', 'keep an exponential moving average of the weights (e.g. 0.999), evaluated separately').argParser(fraction('--ema')))
+    .option('--no-train-folded', 'stay on the branched graph after the join window (default: continue on the faster folded graph)');
+}
+
+export function addTrainCommands(program: Command): void {
+  addRecipeOptions(
+    addShapeOptions(program
+      .command('train'))
+      .description('train a branched ViT (Fashion-MNIST, CIFAR-10 or an image folder) while its branches are joined, then fold, verify and evaluate it')
+      .addOption(new Option('--preset <name>', 'model shape (default: vit-28-p7 for Fashion-MNIST, vit-32 for CIFAR-10)').choices(Object.keys(PRESETS)))
+      .addOption(new Option('--branches <k>', 'branches per block (depth / k blocks)').argParser(positiveInt('--branches')).default(4))
+      .addOption(new Option('--join <mode>', 'join schedule: all blocks together, block by block, or none (the plain deep baseline)').choices(['together', 'sequential', 'none']).default(DEFAULT_JOIN_SCHEDULE.mode)),
+    { epochs: 5, lr: 2e-3, warmupEpochs: 0.5, joinEnd: '0.5', out: 'runs/train' },
+  )
     .option('--init <checkpoint>', 'start from a plain deep checkpoint (e.g. timm safetensors): new head for a new class count, position embedding resized (bicubic), RGB/grey patch weights adapted')
-    .option('--no-train-folded', 'stay on the branched graph after the join window (default: continue on the faster folded graph)')
     .option('--resume <dir>', 'continue an interrupted run from its last epoch checkpoint')
     .addHelpText(
       'after',
@@ -197,17 +219,21 @@ Examples:
   $ vitfold train --epochs 5 --out runs/fm-k4
   $ vitfold train --join sequential --join-end 3ep --epochs 6 --branches 3
   $ vitfold train --join none --out runs/deep-baseline
+  $ vitfold train --join none --depth 3 --num-heads 12 --head-dim 32 --mlp-hidden 768   # a 3-layer fold's shape, trained directly
   $ vitfold train --dataset cifar10 --data cifar-10-batches-bin --mixup 0.8 --cutmix 1 --erase 0.25
   $ vitfold train --dataset folder --data pets/ --init deit_tiny_patch16_224.safetensors
   $ vitfold train --resume runs/fm-k4`,
     )
-    .action(async (o: TrainCliOptions & { resume?: string }) => {
+    .action(async (o: TrainCliOptions & ShapeOptions & { resume?: string }) => {
       if (o.resume) {
         const cfg = readRunConfig(o.resume);
         printFold(await runTraining(cfg, o.resume, true));
         return;
       }
       const cfg = trainConfigFrom(o);
+      const shapeGiven = Object.keys(o).filter((k) => SHAPE_KEYS.includes(k as keyof ShapeOptions));
+      if (shapeGiven.length && o.init) throw new TrainError(`--init ${o.init} sets the model shape; drop ${shapeGiven.map((k) => '--' + k.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())).join(', ')}`);
+      cfg.model = configFromOptions(cfg.model, o, 'train: the preset with the shape options');
       // An image folder's class count is its number of sub-folders of train/.
       const folderClasses = o.dataset === 'folder' ? countClasses(o.data) : undefined;
       if (folderClasses !== undefined) cfg.model.num_classes = folderClasses;

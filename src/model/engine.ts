@@ -13,7 +13,7 @@ import { gradients } from '../graph/autodiff.js';
 import { B, Graph, type Dim, type Value } from '../graph/graph.js';
 import { toOnnxBytes } from '../graph/onnx.js';
 import { Session, type SessionOptions } from '../runtime/ort.js';
-import { buildForward, crossEntropy, phasesFor, type GraphStructure, type ParamBinding } from './vit-graph.js';
+import { buildForward, phasesFor, trainingLoss, type Distillation, type GraphStructure, type ParamBinding } from './vit-graph.js';
 
 export type FloatType = 'float32' | 'float64';
 
@@ -206,6 +206,8 @@ export interface GradientOptions extends SessionOptions {
   dtype?: FloatType;
   join?: { attn: number[]; ffn: number[] };
   labelSmoothing?: number;
+  /** Distillation from the teacher's softened probabilities [B, K] (see trainingLoss). */
+  distill?: Distillation & { teacherProbs: Tensor };
 }
 
 export interface LossAndGradients {
@@ -215,7 +217,7 @@ export interface LossAndGradients {
 }
 
 /** Builds loss + gradient graph: inputs params [P], x, targets [, join]; outputs loss, grad [P]. */
-export function buildGradientGraph(cfg: ViTConfig, structure: GraphStructure, batch: number, dtype: FloatType): Graph {
+export function buildGradientGraph(cfg: ViTConfig, structure: GraphStructure, batch: number, dtype: FloatType, distill?: Distillation): Graph {
   const g = new Graph('vitfold_gradients', { dtype, training: true });
   const layout = new ParamLayout(cfg);
   const flat = g.input('params', dtype, [layout.total]);
@@ -223,7 +225,8 @@ export function buildGradientGraph(cfg: ViTConfig, structure: GraphStructure, ba
   const targets = g.input('targets', dtype, [batch, cfg.num_classes]);
   const { bind, values } = flatBinding(g, flat, layout);
   const logits = buildForward(g, cfg, structure, bind, { x, ...joinInputs(g, structure) });
-  const loss = crossEntropy(g, logits, targets);
+  const kd = distill ? { ...distill, teacherProbs: g.input('teacher_probs', dtype, [batch, cfg.num_classes]) } : undefined;
+  const loss = trainingLoss(g, logits, targets, kd);
   g.output(loss, 'loss');
   const wrt = layout.entries.map((e) => values.get(e.name)!);
   const grads = gradients(g, loss, wrt);
@@ -243,7 +246,7 @@ export async function lossAndGradients(model: Model, x: Tensor, labels: number[]
   if (labels.length !== batch) throw new Error(`${labels.length} labels for a batch of ${batch}`);
   const { structure, attn, ffn } = graphStructureOf(model, opts.join);
   const layout = new ParamLayout(cfg);
-  const session = await Session.create(toOnnxBytes(buildGradientGraph(cfg, structure, batch, dtype)), sessionOptionsFor(dtype, opts));
+  const session = await Session.create(toOnnxBytes(buildGradientGraph(cfg, structure, batch, dtype, opts.distill)), sessionOptionsFor(dtype, opts));
   try {
     const t = oneHotTargets(labels, cfg.num_classes, opts.labelSmoothing ?? 0);
     const feeds: Record<string, { shape: number[]; data: Float32Array | Float64Array }> = {
@@ -255,6 +258,7 @@ export async function lossAndGradients(model: Model, x: Tensor, labels: number[]
       feeds.join_attn = { shape: [attn.length], data: floatArray(dtype, attn) };
       feeds.join_ffn = { shape: [ffn.length], data: floatArray(dtype, ffn) };
     }
+    if (opts.distill) feeds.teacher_probs = { shape: opts.distill.teacherProbs.shape, data: floatArray(dtype, opts.distill.teacherProbs.data) };
     const out = await session.run(feeds);
     return { loss: Number(out.loss.data[0]), grads: layout.unpack(out.grad.data as Float32Array) };
   } finally {

@@ -494,3 +494,23 @@ export function crossEntropy(g: Graph, logits: Value, targets: Value): Value {
   const perSample = g.reduceSum(g.mul(targets, g.logSoftmax(logits, -1)), [1], false); // [B]
   return g.neg(g.reduceMean(perSample, [0], false));
 }
+
+/**
+ * Soft-label knowledge distillation (Hinton et al.): the loss mixes the label cross-entropy with
+ * the cross-entropy of the student's temperature-softened distribution against the teacher's,
+ *   (1 - alpha) CE(z, y) + alpha T^2 CE(z / T, softmax(z_teacher / T)).
+ * T^2 keeps the soft term's gradient scale independent of T. CE against the teacher differs
+ * from KL(teacher || student) by the teacher's entropy, a constant: same gradients.
+ */
+export interface Distillation {
+  alpha: number;
+  temperature: number;
+}
+
+/** The training loss: cross-entropy against targets [B, K], plus distillation from teacherProbs [B, K]. */
+export function trainingLoss(g: Graph, logits: Value, targets: Value, kd?: Distillation & { teacherProbs: Value }): Value {
+  const ce = crossEntropy(g, logits, targets);
+  if (!kd) return ce;
+  const soft = crossEntropy(g, g.mul(logits, g.scalar(1 / kd.temperature)), kd.teacherProbs);
+  return g.add(g.mul(ce, g.scalar(1 - kd.alpha)), g.mul(soft, g.scalar(kd.alpha * kd.temperature ** 2)));
+}

@@ -15,7 +15,7 @@ import { paramSpecs } from '../core/params.js';
 import { gradients } from '../graph/autodiff.js';
 import { Graph, type Value } from '../graph/graph.js';
 import { flatBinding, ParamLayout, type FloatType } from '../model/engine.js';
-import { buildForward, crossEntropy, type GraphStructure } from '../model/vit-graph.js';
+import { buildForward, trainingLoss, type Distillation, type GraphStructure } from '../model/vit-graph.js';
 
 export interface AdamWConfig {
   beta1: number;
@@ -34,6 +34,8 @@ export interface StepGraphOptions {
   optim?: Partial<AdamWConfig>;
   /** Adds the input drop_keep [2*depth, batch*T, 1] (stochastic depth). */
   dropPath?: boolean;
+  /** Adds the input teacher_probs [batch, K] and the distillation term of trainingLoss. */
+  distill?: Distillation;
 }
 
 /** 1 for parameters that get weight decay (timm: weights of linear and patch layers), else 0. */
@@ -46,7 +48,7 @@ export function decayMask(cfg: ViTConfig, layout: ParamLayout): Float64Array {
 
 /**
  * Inputs: params, m, v [P]; x [batch, C, S, S]; targets [batch, K]; lr, step (scalars);
- * join_attn, join_ffn [L] for branched graphs; drop_keep with dropPath.
+ * join_attn, join_ffn [L] for branched graphs; drop_keep with dropPath; teacher_probs with distill.
  * Outputs: loss, grad_norm (before clipping), params_out, m_out, v_out.
  */
 export function buildTrainStepGraph(cfg: ViTConfig, structure: GraphStructure, opts: StepGraphOptions): Graph {
@@ -72,7 +74,8 @@ export function buildTrainStepGraph(cfg: ViTConfig, structure: GraphStructure, o
 
   const { bind, values } = flatBinding(g, params, layout);
   const logits = buildForward(g, cfg, structure, bind, { x, ...join, dropKeep });
-  const loss = crossEntropy(g, logits, targets);
+  const kd = opts.distill ? { ...opts.distill, teacherProbs: g.input('teacher_probs', dtype, [opts.batch, cfg.num_classes]) } : undefined;
+  const loss = trainingLoss(g, logits, targets, kd);
   g.output(loss, 'loss');
 
   const wrt = layout.entries.map((e) => values.get(e.name)!);

@@ -6,7 +6,7 @@ import type { Model } from '../core/model.js';
 import type { Tensor } from '../core/params.js';
 import { toOnnxBytes } from '../graph/onnx.js';
 import { oneHotTargets, ParamLayout, sessionOptionsFor, type FloatType } from '../model/engine.js';
-import { phasesFor, type GraphStructure } from '../model/vit-graph.js';
+import { phasesFor, type Distillation, type GraphStructure } from '../model/vit-graph.js';
 import { Session, type HostTensor, type SessionOptions } from '../runtime/ort.js';
 import { buildTrainStepGraph, DEFAULT_ADAMW, type AdamWConfig } from './step-graph.js';
 import { Rng } from '../core/rng.js';
@@ -22,6 +22,16 @@ export interface StepRunnerOptions extends SessionOptions {
   dropPath?: number;
   /** Seed of the drop-path masks (their RNG state is `dropRng.s`, for checkpoints). */
   seed?: number;
+  /** Distillation: every step then takes the teacher's softened probabilities (see softTargets). */
+  distill?: Distillation;
+}
+
+/** What a step takes besides the batch: drop-path keep factors, the teacher's probabilities. */
+export interface StepExtras {
+  /** [2*depth, B*T, 1]; drawn from dropRng when absent. */
+  dropKeep?: F;
+  /** [B, K], with the distill option. */
+  teacherProbs?: Tensor | HostTensor;
 }
 
 /**
@@ -91,6 +101,7 @@ export class StepRunner {
         dtype: this.dtype,
         optim: { ...DEFAULT_ADAMW, ...this.opts.optim },
         dropPath: (this.opts.dropPath ?? 0) > 0,
+        distill: this.opts.distill,
       });
       // Spin-waiting on by default: steps run back to back in one session, and a step's ~2,500
       // nodes each wake the pool thread otherwise (vit-28 batch 64: 4-11% faster steps).
@@ -104,19 +115,24 @@ export class StepRunner {
     return this.dtype === 'float32' ? Float32Array.from(values) : Float64Array.from(values);
   }
 
+  /** A host tensor's data in the step's dtype (float64 data converted for float32 steps). */
+  private floats(data: HostTensor['data'] | Tensor['data']): F {
+    return data instanceof Float64Array && this.dtype === 'float32' ? this.arr(data) : (data as F);
+  }
+
   /**
    * One optimizer step on a batch. `targets` are soft targets [B, K] (see oneHotTargets).
-   * With dropPath > 0 the masks are drawn from `dropRng` unless `dropKeep` [2*depth, B*T, 1]
-   * is given.
+   * With dropPath > 0 the masks are drawn from `dropRng` unless `extras.dropKeep` is given;
+   * with distill, `extras.teacherProbs` is required.
    */
-  async run(x: Tensor | HostTensor, targets: Tensor | HostTensor, lr: number, join?: { attn: number[]; ffn: number[] }, dropKeep?: F): Promise<StepResult> {
+  async run(x: Tensor | HostTensor, targets: Tensor | HostTensor, lr: number, join?: { attn: number[]; ffn: number[] }, extras: StepExtras = {}): Promise<StepResult> {
     const session = await this.session(this.structureFor(join));
     const feeds: Record<string, HostTensor> = {
       params: { shape: [this.layout.total], data: this.params },
       m: { shape: [this.layout.total], data: this.m },
       v: { shape: [this.layout.total], data: this.v },
-      x: { shape: x.shape, data: x.data instanceof Float64Array && this.dtype === 'float32' ? this.arr(x.data) : (x.data as F) },
-      targets: { shape: targets.shape, data: targets.data instanceof Float64Array && this.dtype === 'float32' ? this.arr(targets.data) : (targets.data as F) },
+      x: { shape: x.shape, data: this.floats(x.data) },
+      targets: { shape: targets.shape, data: this.floats(targets.data) },
       lr: { shape: [], data: this.arr([lr]) },
       step: { shape: [], data: this.arr([this.step + 1]) },
     };
@@ -128,8 +144,13 @@ export class StepRunner {
     if (rate > 0) {
       const cfg = this.model.config;
       const T = (cfg.img_size / cfg.patch_size) ** 2 + 1;
-      const keep = dropKeep ?? dropPathMasks(this.dropRng, cfg.depth, x.shape[0], T, rate);
+      const keep = extras.dropKeep ?? dropPathMasks(this.dropRng, cfg.depth, x.shape[0], T, rate);
       feeds.drop_keep = { shape: [2 * cfg.depth, x.shape[0] * T, 1], data: this.dtype === 'float32' ? Float32Array.from(keep) : Float64Array.from(keep) };
+    }
+    if (this.opts.distill) {
+      const p = extras.teacherProbs;
+      if (!p) throw new Error('a distilling StepRunner needs the teacher\'s probabilities for every step');
+      feeds.teacher_probs = { shape: p.shape, data: this.floats(p.data) };
     }
     const out = await session.run(feeds);
     const loss = Number(out.loss.data[0]);

@@ -36,6 +36,9 @@ import { decodeFloat } from '../core/safetensors.js';
 import { writeReport } from './report.js';
 import { mixBatch, mixedTargets, randomErase } from '../data/augment.js';
 import { isFullyJoined } from '../core/model.js';
+import type { Distillation } from '../model/vit-graph.js';
+import { Teacher } from './distill.js';
+import type { ShrinkPlan } from './shrink.js';
 
 export interface TrainConfig {
   model: ViTConfig;
@@ -76,6 +79,14 @@ export interface TrainConfig {
    * Default on; off with drop path, which drops single branches (not expressible after folding).
    */
   trainFolded?: boolean;
+  /**
+   * Distillation from a frozen teacher (a model file of the same image size, channels and
+   * classes; any depth): every step adds alpha T^2 CE(z / T, softmax(z_teacher / T)) to
+   * (1 - alpha) times the label loss, the teacher run on the same augmented batch.
+   */
+  distill?: Distillation & { teacher: string };
+  /** Set by `vitfold shrink`: the deep model this run shrinks (see src/train/shrink.ts). */
+  shrink?: ShrinkPlan;
 }
 
 export interface TrainEvents {
@@ -103,6 +114,8 @@ export interface EpochRecord {
   img_per_s: number;
   data_ms_per_step: number;
   step_ms: number;
+  /** With distillation: the teacher's forward per step (included in step_ms). */
+  teacher_ms?: number;
 }
 
 export interface TrainResult {
@@ -281,14 +294,8 @@ export function readRunConfig(dir: string): TrainConfig {
   return JSON.parse(readFileSync(p, 'utf8')) as TrainConfig;
 }
 
-/**
- * Trains (or resumes) a run. `init` is the starting plain model (random when absent).
- */
-export async function train(cfg: TrainConfig, runDir: string, opts: { resume?: boolean; init?: Model; events?: TrainEvents } = {}): Promise<TrainResult> {
-  validateJoinSchedule(cfg.join);
-  validateBranches(cfg.model, cfg.branches, 'train');
-  const ev = opts.events ?? {};
-  mkdirSync(runDir, { recursive: true });
+/** The training and test sets of a run (limited as the config says), checked against its model. */
+export async function loadData(cfg: TrainConfig, ev: TrainEvents = {}): Promise<{ trainSet: ImageSet; testSet: ImageSet }> {
   const kind = cfg.data.kind;
   let trainSet: ImageSet;
   let testSet: ImageSet;
@@ -313,6 +320,18 @@ export async function train(cfg: TrainConfig, runDir: string, opts: { resume?: b
   if (trainSet.classes.length !== cfg.model.num_classes) {
     throw new TrainError(`the data has ${trainSet.classes.length} classes; the model has ${cfg.model.num_classes}`);
   }
+  return { trainSet, testSet };
+}
+
+/**
+ * Trains (or resumes) a run. `init` is the starting plain model (random when absent).
+ */
+export async function train(cfg: TrainConfig, runDir: string, opts: { resume?: boolean; init?: Model; events?: TrainEvents } = {}): Promise<TrainResult> {
+  validateJoinSchedule(cfg.join);
+  validateBranches(cfg.model, cfg.branches, 'train');
+  const ev = opts.events ?? {};
+  mkdirSync(runDir, { recursive: true });
+  const { trainSet, testSet } = await loadData(cfg, ev);
   const L = cfg.model.depth / cfg.branches;
   const stepsPerEpoch = Math.floor(trainSet.count / cfg.batch); // drop the last partial batch
   const totalSteps = stepsPerEpoch * cfg.epochs;
@@ -332,12 +351,27 @@ export async function train(cfg: TrainConfig, runDir: string, opts: { resume?: b
   }
   model = { ...model, extraMetadata: { ...model.extraMetadata, ...meta }, dtype: 'F32' };
   let phase: 'plain' | 'branched' | 'folded' = model.structure.kind;
+  let teacher: Teacher | null = null;
+  let teacherModel: Model | null = null;
+  if (cfg.distill) {
+    const { teacher: path, alpha, temperature } = cfg.distill;
+    if (!(alpha >= 0 && alpha <= 1)) throw new TrainError(`distillation weight alpha must be in [0, 1], got ${alpha}`);
+    if (!(temperature > 0 && Number.isFinite(temperature))) throw new TrainError(`distillation temperature must be a positive number, got ${temperature}`);
+    teacherModel = loadModel(path);
+    const t = teacherModel.config;
+    for (const key of ['img_size', 'in_chans', 'num_classes'] as const) {
+      if (t[key] !== cfg.model[key]) throw new TrainError(`teacher ${path}: ${key} is ${t[key]}, the student's is ${cfg.model[key]}`);
+    }
+    if (teacherModel.structure.kind === 'branched' && !isFullyJoined(teacherModel.structure)) throw new TrainError(`teacher ${path}: a branched model that is not fully joined; fold it or use a plain checkpoint`);
+    teacher = await Teacher.create(teacherModel, temperature, cfg.threads);
+  }
   const runnerOpts = {
     batch: cfg.batch,
     threads: cfg.threads,
     optim: { weightDecay: cfg.weightDecay, clipNorm: cfg.clipNorm },
     dropPath: cfg.dropPath,
     seed: cfg.seed + 2,
+    ...(cfg.distill ? { distill: { alpha: cfg.distill.alpha, temperature: cfg.distill.temperature } } : {}),
   };
   let runner = new StepRunner(model, runnerOpts);
   const trainFolded = (cfg.trainFolded ?? true) && cfg.dropPath === 0;
@@ -402,7 +436,9 @@ export async function train(cfg: TrainConfig, runDir: string, opts: { resume?: b
     // The starting point: the deep model (every coefficient 0), e.g. a pretrained checkpoint.
     const start = await evaluate(model, testSet, cfg);
     log({ event: 'start', top1: start.top1, top5: start.top5 });
-    ev.onMessage?.(`start    deep model (every join coefficient 0): top-1 ${(100 * start.top1).toFixed(2)}%, top-5 ${(100 * start.top5).toFixed(2)}% on ${testSet.count} test images`);
+    const what = model.structure.kind === 'branched' ? 'deep model (every join coefficient 0)' : `${model.config.depth}-layer model`;
+    ev.onMessage?.(`start    ${what}: top-1 ${(100 * start.top1).toFixed(2)}%, top-5 ${(100 * start.top5).toFixed(2)}% on ${testSet.count} test images`);
+    if (teacherModel) ev.onMessage?.(`distill  from ${cfg.distill!.teacher} (${teacherModel.config.depth} layers, frozen): alpha ${cfg.distill!.alpha}, temperature ${cfg.distill!.temperature}`);
   }
   for (let epoch = startEpoch; epoch < cfg.epochs; epoch++) {
     const j0 = currentJoin(epoch * stepsPerEpoch);
@@ -429,6 +465,7 @@ export async function train(cfg: TrainConfig, runDir: string, opts: { resume?: b
     let lossSum = 0;
     let dataMs = 0;
     let stepMs = 0;
+    let teacherMs = 0;
     // Batch 0 is built before the loop; batch s+1 is built while the engine runs step s.
     let d0 = performance.now();
     prepare(order, 0, 0);
@@ -439,7 +476,11 @@ export async function train(cfg: TrainConfig, runDir: string, opts: { resume?: b
       const join_ = currentJoin(globalStep);
       const lr = learningRate(lrSchedule, globalStep);
       const ts = performance.now();
-      const pending = runner.run({ shape: [cfg.batch, cfg.model.in_chans, S, S], data: bufs[cur] }, targetsFor(cur), lr, join_);
+      const xb = { shape: [cfg.batch, cfg.model.in_chans, S, S], data: bufs[cur] };
+      // The teacher runs before the step, not beside it: both sessions use every core.
+      const teacherProbs = teacher ? await teacher.probabilities(xb) : undefined;
+      teacherMs += performance.now() - ts;
+      const pending = runner.run(xb, targetsFor(cur), lr, join_, { teacherProbs });
       if (s + 1 < stepsPerEpoch) {
         d0 = performance.now();
         prepare(order, s + 1, 1 - cur);
@@ -450,6 +491,7 @@ export async function train(cfg: TrainConfig, runDir: string, opts: { resume?: b
       if (!Number.isFinite(r.loss)) {
         log({ event: 'nan', epoch, step: globalStep, loss: String(r.loss) });
         await runner.release();
+        await teacher?.release();
         const lastGood = join(runDir, 'last.safetensors');
         throw new TrainError(
           `loss is ${r.loss} at epoch ${epoch + 1}, step ${s + 1} (lr ${lr.toExponential(2)}); training stopped. ` +
@@ -468,6 +510,7 @@ export async function train(cfg: TrainConfig, runDir: string, opts: { resume?: b
       ev.onStep?.({ epoch, step: s + 1, stepsPerEpoch, loss: r.loss, lr, imgPerSec });
       if (ev.shouldStop?.(globalStep + 1)) {
         await runner.release();
+        await teacher?.release();
         return { runDir, epochs, stopped: 'interrupted' };
       }
     }
@@ -497,6 +540,7 @@ export async function train(cfg: TrainConfig, runDir: string, opts: { resume?: b
       img_per_s: (stepsPerEpoch * cfg.batch) / seconds,
       data_ms_per_step: dataMs / stepsPerEpoch,
       step_ms: stepMs / stepsPerEpoch,
+      ...(teacher ? { teacher_ms: teacherMs / stepsPerEpoch } : {}),
     };
     saveModel(join(runDir, 'last.safetensors'), current, 'F32');
     if (top1 > best) {
@@ -511,6 +555,7 @@ export async function train(cfg: TrainConfig, runDir: string, opts: { resume?: b
     ev.onEpoch?.(rec);
   }
   await runner.release();
+  await teacher?.release();
 
   // The final folded model: trained on the folded graph since the switch, or folded now.
   const last = loadModel(join(runDir, 'last.safetensors'));
