@@ -167,7 +167,7 @@ describe('vitfold shrink', () => {
     assert.deepEqual(m.structure, { kind: 'folded', branches: 2, source_depth: 4 });
     const recipe = JSON.parse(m.extraMetadata.shrink);
     assert.equal(recipe.method, 'join');
-    assert.deepEqual(recipe.distill, { alpha: 0.5, temperature: 2 });
+    assert.deepEqual(recipe.distill, { alpha: 0.9, temperature: 2 });
     assert.ok(recipe.verify_max_rel < 1e-9, `fold error ${recipe.verify_max_rel}`);
     assert.ok(existsSync(join(run, 'shrunk.onnx')), 'exported');
     const log = readFileSync(join(run, 'log.jsonl'), 'utf8');

@@ -7,7 +7,7 @@ import { Predictor } from '../model/engine.js';
 import type { Distillation } from '../model/vit-graph.js';
 
 /** Distillation weights used when a run distils and names none. */
-export const DEFAULT_DISTILLATION: Distillation = { alpha: 0.5, temperature: 2 };
+export const DEFAULT_DISTILLATION: Distillation = { alpha: 0.9, temperature: 2 };
 
 /** softmax(logits / T) per row of logits [B, K], in float64. */
 export function softTargets(logits: Tensor, temperature: number): Tensor {
