@@ -1,12 +1,14 @@
 // The experiment harness: spec checks, a tiny table end to end (teacher cached, rows per seed),
-// finished runs read back, an interrupted run resumed, results files with round chart ticks.
+// finished runs read back, an interrupted run resumed, results files with round chart ticks;
+// `vitfold demo` on the shipped teacher.
 
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { niceTicks } from '../src/experiment/results.js';
+import { loadModel } from '../src/io.js';
 import { readSpec } from '../src/experiment/spec.js';
 import { REPO, tmpDir, writeDataset } from './helpers.js';
 
@@ -90,5 +92,23 @@ describe('vitfold experiment', () => {
     const svg = readFileSync(join(results, 'tiny.svg'), 'utf8');
     assert.ok(!/NaN|undefined/.test(svg + md), 'no NaN or undefined in the results');
     assert.match(svg, /latency \(ms, batch 1, 2 threads/);
+  });
+});
+
+describe('vitfold demo', () => {
+  test('the shipped 12-layer teacher is shrunk to 3 layers beside the alternatives; the table and the folded model are written', () => {
+    const dir = tmpDir();
+    const data = join(dir, 'data');
+    writeDataset(data, 128, 40, false);
+    const out = join(dir, 'demo');
+    const r = vitfold('demo', '--data', data, '--limit-train', '128', '--epochs', '1', '--out', out);
+    assert.equal(r.code, 0, r.out + r.err);
+    assert.match(r.out, /teacher  cached: top-1 84\.94%/, 'the shipped teacher is used, not retrained');
+    for (const how of ['instant fold, no training', 'vitfold shrink: join \\+ distillation, folded', 'keep 3 of the 12 layers \\+ distillation', 'narrow 3-layer ViT from scratch, 4 epochs']) {
+      assert.match(r.out, new RegExp(`\\n3 layers, (12 heads, MLP 768|3 heads, MLP 192) +${how} +[0-9.]+% +[0-9]+ +[0-9.]+ ms \\(0\\.[0-9]+x\\)`), how);
+    }
+    const folded = loadModel(join(out, 'folded.safetensors'));
+    assert.deepEqual(folded.structure, { kind: 'folded', branches: 4, source_depth: 12 });
+    assert.ok(existsSync(join(out, 'folded.onnx')) && existsSync(join(out, 'demo.svg')));
   });
 });

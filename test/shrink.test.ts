@@ -190,6 +190,9 @@ describe('vitfold shrink', () => {
     const bad = vitfold('shrink', teacherPath, '--depth', '3', '--data', join(dir, 'data'), '--out', join(dir, 'bad'));
     assert.equal(bad.code, 2);
     assert.match(bad.err, /--depth 3 does not divide the model's 4 layers/);
+    const onto = vitfold('shrink', teacherPath, '--depth', '2', '--data', join(dir, 'data'), '--out', dir);
+    assert.equal(onto.code, 2);
+    assert.match(onto.err, /is the directory of the deep model .*choose another --out/);
     const none = vitfold('shrink', teacherPath, '--data', join(dir, 'data'));
     assert.equal(none.code, 2);
     assert.match(none.err, /give exactly one of --depth L or --branches k/);

@@ -32,6 +32,7 @@ import { addShapeOptions, configFromOptions } from './shape.js';
 import { addBenchCommand } from './bench.js';
 import { addShrinkCommand } from './shrink.js';
 import { addExperimentCommand } from './experiment.js';
+import { addDemoCommand } from './demo.js';
 import { ExperimentError } from '../experiment/spec.js';
 import { DataError } from '../data/idx.js';
 import { TrainError } from '../train/trainer.js';
@@ -473,6 +474,7 @@ Examples:
   addTrainCommands(program);
   addShrinkCommand(program);
   addExperimentCommand(program);
+  addDemoCommand(program);
   addBenchCommand(program);
 
   return program;

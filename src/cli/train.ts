@@ -1,4 +1,4 @@
-// `vitfold train` and `vitfold demo`: option parsing and progress output around src/train/.
+// `vitfold train`: option parsing and progress output around src/train/.
 
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -7,12 +7,9 @@ import { fraction, nonNegativeNumber, numberArg, positiveInt } from './args.js';
 import { preset, PRESETS, type ViTConfig } from '../core/config.js';
 import { describeConfig, type Model } from '../core/model.js';
 import { paramCount } from '../core/params.js';
-import { randomInput } from '../core/verify.js';
-import { FASHION_MNIST_CLASSES } from '../data/idx.js';
 import { loadModel } from '../io.js';
 import { adaptModel } from '../core/adapt.js';
 import { defaultNormalization } from '../core/preprocess.js';
-import { Predictor } from '../model/engine.js';
 import { DEFAULT_JOIN_SCHEDULE, type JoinMode, type RampShape } from '../train/schedule.js';
 import { readRunConfig, train, TrainError, type TrainConfig, type TrainEvents, type TrainResult } from '../train/trainer.js';
 import { Progress } from './progress.js';
@@ -136,20 +133,6 @@ function printFold(r: TrainResult): void {
   console.log(`verify   ${when}: float64 logits joined vs folded (4 test images) max rel ${r.folded.verifyMaxRel.toExponential(2)}; test predictions agree ${(100 * r.folded.agreement).toFixed(2)}%`);
 }
 
-async function latency(model: Model, runs = 30): Promise<number> {
-  const p = await Predictor.create(model, { threads: 2 });
-  const x = randomInput(model, 1, 0);
-  for (let i = 0; i < 5; i++) await p.predict(x);
-  const ts: number[] = [];
-  for (let i = 0; i < runs; i++) {
-    const t0 = performance.now();
-    await p.predict(x);
-    ts.push(performance.now() - t0);
-  }
-  await p.release();
-  return ts.sort((a, b) => a - b)[Math.floor(runs / 2)];
-}
-
 function countClasses(root: string | undefined): number {
   const dir = join(root ?? '.', 'train');
   if (!existsSync(dir)) throw new TrainError(`--dataset folder: ${dir} does not exist (expected ROOT/train/<class>/*.jpg)`);
@@ -252,33 +235,5 @@ Examples:
       }
       console.log(`model    ${describeConfig(cfg.model)}, ${paramCount(cfg.model).toLocaleString('en-US')} params; ${cfg.model.depth / cfg.branches} blocks x ${cfg.branches} branches`);
       printFold(await runTraining(cfg, o.out, false, init));
-    });
-
-  program
-    .command('demo')
-    .description('the built-in default: train a 12-layer ViT on Fashion-MNIST as 3 blocks x 4 branches, join, fold to 3 layers, verify, time')
-    .option('--out <dir>', 'run directory', 'runs/demo')
-    .addOption(new Option('--epochs <n>').argParser(positiveInt('--epochs')).default(5))
-    .option('--data <dir>', 'Fashion-MNIST IDX files (default: Debian dataset-fashion-mnist)')
-    .addOption(new Option('--limit-train <n>').argParser(positiveInt('--limit-train')))
-    .addOption(new Option('--limit-test <n>').argParser(positiveInt('--limit-test')))
-    .action(async (o: { out: string; epochs: number; data?: string; limitTrain?: number; limitTest?: number }) => {
-      const cfg = trainConfigFrom({
-        preset: 'vit-28-p7', dataset: 'fashion-mnist', branches: 4, epochs: o.epochs, batch: 128, lr: 2e-3, minLr: 1e-5, warmupEpochs: 0.5, wd: 0.05, dropPath: 0, labelSmoothing: 0.1,
-        join: 'together', joinShape: 'cosine', joinStart: '0', joinEnd: '0.5', cropPadding: 2, flip: true, mixup: 0, cutmix: 0, mixProb: 1, erase: 0, data: o.data, limitTrain: o.limitTrain, limitTest: o.limitTest, seed: 0, out: o.out,
-      });
-      console.log(`demo     Fashion-MNIST (${FASHION_MNIST_CLASSES.length} classes), ${describeConfig(cfg.model)}`);
-      console.log(`         12 layers as 3 blocks x 4 branches, joined (cosine) over the first half of ${o.epochs} epochs, then folded to 3 layers`);
-      const r = await runTraining(cfg, o.out, false);
-      printFold(r);
-      if (r.folded) {
-        // The 12-layer network (the joined model run as its 12 sequential layers) vs its fold.
-        const joinedPath = existsSync(join(o.out, 'joined.safetensors')) ? join(o.out, 'joined.safetensors') : join(o.out, 'last.safetensors');
-        const deep = { ...loadModel(joinedPath), structure: { kind: 'plain' as const } };
-        const folded = loadModel(r.folded.path);
-        const tDeep = await latency(deep);
-        const tFold = await latency(folded);
-        console.log(`latency  batch 1, 2 threads, vitfold engine: 12-layer ${tDeep.toFixed(2)} ms, 3-layer fold ${tFold.toFixed(2)} ms (${(tFold / tDeep).toFixed(2)}x)`);
-      }
     });
 }

@@ -85,11 +85,14 @@ function wallSecondsOf(dir: string): number {
 }
 
 /** Runs `vitfold args --out dir` (or `--resume dir`), its output appended to logPath. */
-function runCli(args: string[], logPath: string): Promise<number> {
+function runCli(args: string[], logPath: string, onOutput?: (text: string) => void): Promise<number> {
   return new Promise((resolve, reject) => {
     appendFileSync(logPath, `$ vitfold ${args.join(' ')}\n`);
     const child = spawn(process.execPath, [...process.execArgv, cliEntry(), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    child.stdout.on('data', (d) => appendFileSync(logPath, d));
+    child.stdout.on('data', (d) => {
+      appendFileSync(logPath, d);
+      onOutput?.(String(d));
+    });
     child.stderr.on('data', (d) => appendFileSync(logPath, d));
     child.on('error', reject);
     child.on('close', (code) => resolve(code ?? 1));
@@ -100,7 +103,7 @@ function runCli(args: string[], logPath: string): Promise<number> {
  * Brings one run to completion: nothing to do when finished, `--resume` when it has an epoch
  * checkpoint, else a fresh start (an unfinished run without a checkpoint is removed first).
  */
-export async function completeRun(args: string[], dir: string, logPath: string): Promise<{ outcome: RunOutcome; wallSeconds: number; ran: 'cached' | 'resumed' | 'fresh' }> {
+export async function completeRun(args: string[], dir: string, logPath: string, onOutput?: (text: string) => void): Promise<{ outcome: RunOutcome; wallSeconds: number; ran: 'cached' | 'resumed' | 'fresh' }> {
   const done = runOutcome(dir);
   if (done) return { outcome: done, wallSeconds: wallSecondsOf(dir) || done.trainSeconds, ran: 'cached' };
   const resumable = existsSync(join(dir, 'state.safetensors')) && existsSync(join(dir, 'last.safetensors'));
@@ -108,7 +111,7 @@ export async function completeRun(args: string[], dir: string, logPath: string):
   mkdirSync(dirname(logPath), { recursive: true });
   const before = resumable ? wallSecondsOf(dir) : 0;
   const t0 = performance.now();
-  const code = await runCli(resumable ? [args[0], '--resume', dir] : [...args, '--out', dir], logPath);
+  const code = await runCli(resumable ? [args[0], '--resume', dir] : [...args, '--out', dir], logPath, onOutput);
   const wallSeconds = before + (performance.now() - t0) / 1000;
   if (existsSync(dir)) writeFileSync(join(dir, 'timing.json'), JSON.stringify({ wall_s: wallSeconds }) + '\n');
   const outcome = runOutcome(dir);
@@ -125,15 +128,18 @@ export interface ExperimentRuns {
   runs: RunRecord[];
 }
 
-/** Trains the teacher if needed, then every row for every seed, in order; finished runs are read back. */
-export async function runExperiment(spec: ExperimentSpec, root: string, opts: { only?: string[]; onLine?: (s: string) => void } = {}): Promise<ExperimentRuns> {
+/**
+ * Trains the teacher if needed, then every row for every seed, in order; finished runs are read
+ * back. onLine gets one line per run started and finished; onOutput the runs' own output.
+ */
+export async function runExperiment(spec: ExperimentSpec, root: string, opts: { only?: string[]; onLine?: (s: string) => void; onOutput?: (text: string) => void } = {}): Promise<ExperimentRuns> {
   const say = opts.onLine ?? (() => {});
   const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
   let teacher: RunRecord | undefined;
   if (spec.teacher) {
     const t = spec.teacher;
     say(`teacher  ${t.dir}: vitfold ${t.args.join(' ')}`);
-    const r = await completeRun(t.args, t.dir, `${t.dir}.log`);
+    const r = await completeRun(t.args, t.dir, `${t.dir}.log`, opts.onOutput);
     teacher = { ...r.outcome, model: join(t.dir, t.model), row: 'teacher', seed: -1, wallSeconds: r.wallSeconds };
     say(`teacher  ${r.ran}: top-1 ${pct(r.outcome.top1)} (${r.wallSeconds.toFixed(0)} s)`);
   }
@@ -148,7 +154,7 @@ export async function runExperiment(spec: ExperimentSpec, root: string, opts: { 
       const args = rowArgs(row, seed, teacher?.model);
       const t0 = performance.now();
       say(`run ${i}/${total}  ${row.id} seed ${seed}: vitfold ${args.join(' ')}`);
-      const r = await completeRun(args, dir, `${dir}.log`);
+      const r = await completeRun(args, dir, `${dir}.log`, opts.onOutput);
       runs.push({ ...r.outcome, row: row.id, seed, wallSeconds: r.wallSeconds });
       say(`run ${i}/${total}  ${row.id} seed ${seed}: ${r.ran}, top-1 ${pct(r.outcome.top1)} (${r.wallSeconds.toFixed(0)} s wall${r.ran === 'cached' ? '' : `, ${((performance.now() - t0) / 1000).toFixed(0)} s now`})`);
     }

@@ -182,7 +182,7 @@ export function resultsSvg(r: ExperimentResults): string {
     ...(r.teacher?.latencyMs !== undefined ? [{ label: `deep model (${r.teacher.shape})`, x: r.teacher.latencyMs, y: 100 * r.teacher.top1, s: 0, deep: true }] : []),
     ...r.rows.filter((row) => row.latencyMs !== undefined).map((row) => ({ label: `${row.label} (${row.shape})`, x: row.latencyMs!, y: 100 * row.top1Mean, s: 100 * row.top1Std, deep: false })),
   ];
-  const W = 760, H = 420, L = 60, R = 20, T = 40, B = 50;
+  const W = 760, H = 430, L = 60, R = 20, T = 50, B = 50;
   const legendH = 16 * pts.length + 10;
   const xs = niceTicks(0, Math.max(...pts.map((p) => p.x)) * 1.1);
   const yLo = Math.min(...pts.map((p) => p.y - p.s)), yHi = Math.max(...pts.map((p) => p.y + p.s));
