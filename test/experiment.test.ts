@@ -104,7 +104,7 @@ describe('vitfold demo', () => {
     const r = vitfold('demo', '--data', data, '--limit-train', '128', '--epochs', '1', '--out', out);
     assert.equal(r.code, 0, r.out + r.err);
     assert.match(r.out, /teacher  cached: top-1 84\.94%/, 'the shipped teacher is used, not retrained');
-    for (const how of ['instant fold, no training', 'vitfold shrink: join \\+ distillation, folded', 'keep 3 of the 12 layers \\+ distillation', 'narrow 3-layer ViT from scratch, 4 epochs']) {
+    for (const how of ['instant fold, no training', 'vitfold shrink: join \\+ distillation, folded', 'keep 3 of the 12 layers \\+ distillation', 'narrow 3-layer ViT from scratch, 6 epochs']) {
       assert.match(r.out, new RegExp(`\\n3 layers, (12 heads, MLP 768|3 heads, MLP 192) +${how} +[0-9.]+% +[0-9]+ +[0-9.]+ ms \\(0\\.[0-9]+x\\)`), how);
     }
     const folded = loadModel(join(out, 'folded.safetensors'));

@@ -18,6 +18,7 @@ export interface RowSummary {
   label: string;
   /** e.g. "3 layers, 12 heads, MLP 768" */
   shape: string;
+  depth: number;
   n: number;
   top1Mean: number;
   /** Sample standard deviation over seeds (n - 1); 0 for one run. */
@@ -101,6 +102,7 @@ export async function summarize(spec: ExperimentSpec, runs: ExperimentRuns, late
       id: row.id,
       label: row.label,
       shape: shapeOf(rs[0].config),
+      depth: rs[0].config.depth,
       n: rs.length,
       top1Mean: m,
       top1Std: s,
@@ -143,20 +145,20 @@ export function resultsMarkdown(r: ExperimentResults): string {
   const lines = [
     `**${r.title}**`,
     '',
-    `| model (inference shape) | how | top-1 % (mean ± std) | seeds | train s | images seen | latency ms${base ? ' (x deep)' : ''} |`,
-    '|---|---|---|---|---|---|---|',
+    `| model (inference shape) | how | top-1 % (mean ± std) | seeds | train s | wall s | images seen | latency ms${base ? ' (x deep)' : ''} |`,
+    '|---|---|---|---|---|---|---|---|',
   ];
-  if (r.teacher) lines.push(`| ${r.teacher.shape} | the deep model (teacher) | ${pct(r.teacher.top1)} | 1 | ${r.teacher.trainSeconds.toFixed(0)} | ${k(r.teacher.imagesSeen)} | ${lat(r.teacher.latencyMs)} |`);
+  if (r.teacher) lines.push(`| ${r.teacher.shape} | the deep model (teacher) | ${pct(r.teacher.top1)} | 1 | ${r.teacher.trainSeconds.toFixed(0)} | - | ${k(r.teacher.imagesSeen)} | ${lat(r.teacher.latencyMs)} |`);
   for (const row of r.rows) {
     const acc = row.n > 1 ? `${pct(row.top1Mean)} ± ${pct(row.top1Std)}` : pct(row.top1Mean);
-    lines.push(`| ${row.shape} | ${row.label} | ${acc} | ${row.top1.map(pct).join(', ')} | ${row.trainSeconds.toFixed(0)} | ${k(row.imagesSeen)} | ${lat(row.latencyMs)} |`);
+    lines.push(`| ${row.shape} | ${row.label} | ${acc} | ${row.top1.map(pct).join(', ')} | ${row.trainSeconds.toFixed(0)} | ${row.wallSeconds.toFixed(0)} | ${k(row.imagesSeen)} | ${lat(row.latencyMs)} |`);
   }
   lines.push('');
   const l = r.latency;
   lines.push(
     `Machine: ${r.machine}; ${r.date}.` +
       (l ? ` Latency: fp32 ONNX export in onnxruntime-node, batch ${l.batch}, ${l.threads} threads, median of ${l.rounds} alternating rounds of ${l.runsPerRound} runs.` : '') +
-      ' train s: seconds in training steps (teacher forward included), mean over seeds.',
+      ' train s: seconds in training steps (teacher forward included); wall s: the whole command (data, evaluation every epoch, fold checks); both means over seeds.',
   );
   return lines.join('\n') + '\n';
 }
@@ -176,39 +178,48 @@ export function niceTicks(lo: number, hi: number, count = 5): number[] {
   return out;
 }
 
-/** Top-1 (mean, whiskers ± std) against latency, one point per row, the deep model as a reference. */
+/**
+ * Top-1 (mean, whiskers ± std) against latency: one colour per kind of row (its label), each
+ * point marked with its depth, the deep model as a black square.
+ */
 export function resultsSvg(r: ExperimentResults): string {
+  const rows = r.rows.filter((row) => row.latencyMs !== undefined);
+  const kinds = [...new Set(rows.map((row) => row.label))];
+  const colors = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf'];
+  const color = (label: string) => colors[kinds.indexOf(label) % colors.length];
   const pts = [
-    ...(r.teacher?.latencyMs !== undefined ? [{ label: `deep model (${r.teacher.shape})`, x: r.teacher.latencyMs, y: 100 * r.teacher.top1, s: 0, deep: true }] : []),
-    ...r.rows.filter((row) => row.latencyMs !== undefined).map((row) => ({ label: `${row.label} (${row.shape})`, x: row.latencyMs!, y: 100 * row.top1Mean, s: 100 * row.top1Std, deep: false })),
+    ...(r.teacher?.latencyMs !== undefined ? [{ x: r.teacher.latencyMs, y: 100 * r.teacher.top1, s: 0, mark: `${r.teacher.shape.split(' ')[0]}L deep`, color: '#000', deep: true }] : []),
+    ...rows.map((row) => ({ x: row.latencyMs!, y: 100 * row.top1Mean, s: 100 * row.top1Std, mark: `${row.depth}L`, color: color(row.label), deep: false })),
   ];
   const W = 760, H = 430, L = 60, R = 20, T = 50, B = 50;
-  const legendH = 16 * pts.length + 10;
+  const legendH = 16 * (kinds.length + (r.teacher ? 1 : 0)) + 10;
   const xs = niceTicks(0, Math.max(...pts.map((p) => p.x)) * 1.1);
   const yLo = Math.min(...pts.map((p) => p.y - p.s)), yHi = Math.max(...pts.map((p) => p.y + p.s));
   const ys = niceTicks(Math.floor(yLo - 1), Math.ceil(yHi + 1));
   const x0 = xs[0], x1 = xs[xs.length - 1], y0 = ys[0], y1 = ys[ys.length - 1];
   const px = (v: number) => L + ((v - x0) / (x1 - x0)) * (W - L - R);
   const py = (v: number) => T + (1 - (v - y0) / (y1 - y0)) * (H - T - B);
-  const colors = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf'];
   const out = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H + legendH}" font-family="sans-serif" font-size="11">`,
     `<rect width="100%" height="100%" fill="white"/>`,
     `<text x="10" y="18" font-size="13" font-weight="bold">${esc(r.title)}</text>`,
-    `<text x="10" y="32" fill="#555">top-1 (mean, whiskers ± std over seeds) vs latency; ${esc(r.machine)}</text>`,
+    `<text x="10" y="32" fill="#555">top-1 (mean over seeds, whiskers ± std) against latency; points labelled with their depth; ${esc(r.machine)}</text>`,
   ];
   for (const v of xs) out.push(`<line x1="${px(v)}" x2="${px(v)}" y1="${T}" y2="${H - B}" stroke="#eee"/><text x="${px(v)}" y="${H - B + 14}" text-anchor="middle">${v}</text>`);
   for (const v of ys) out.push(`<line x1="${L}" x2="${W - R}" y1="${py(v)}" y2="${py(v)}" stroke="#eee"/><text x="${L - 6}" y="${py(v) + 4}" text-anchor="end">${v}</text>`);
   const l = r.latency;
   out.push(`<text x="${(L + W - R) / 2}" y="${H - 12}" text-anchor="middle">latency (ms${l ? `, batch ${l.batch}, ${l.threads} threads, fp32 ONNX in onnxruntime-node` : ''})</text>`);
   out.push(`<text x="14" y="${(T + H - B) / 2}" transform="rotate(-90 14 ${(T + H - B) / 2})" text-anchor="middle">top-1 (%)</text>`);
-  pts.forEach((p, i) => {
-    const c = p.deep ? '#000' : colors[i % colors.length];
-    if (p.s > 0) out.push(`<line x1="${px(p.x)}" x2="${px(p.x)}" y1="${py(p.y - p.s)}" y2="${py(p.y + p.s)}" stroke="${c}" stroke-width="2"/>`);
-    out.push(p.deep ? `<rect x="${px(p.x) - 5}" y="${py(p.y) - 5}" width="10" height="10" fill="${c}"/>` : `<circle cx="${px(p.x)}" cy="${py(p.y)}" r="5" fill="${c}"/>`);
+  for (const p of pts) {
+    if (p.s > 0) out.push(`<line x1="${px(p.x)}" x2="${px(p.x)}" y1="${py(p.y - p.s)}" y2="${py(p.y + p.s)}" stroke="${p.color}" stroke-width="2"/>`);
+    out.push(p.deep ? `<rect x="${px(p.x) - 5}" y="${py(p.y) - 5}" width="10" height="10" fill="#000"/>` : `<circle cx="${px(p.x)}" cy="${py(p.y)}" r="5" fill="${p.color}"/>`);
+    out.push(`<text x="${px(p.x) + 8}" y="${py(p.y) + 4}" fill="${p.color}">${esc(p.mark)}</text>`);
+  }
+  const legend = [...(r.teacher ? [{ text: `the deep model (${r.teacher.shape}): ${(100 * r.teacher.top1).toFixed(2)}%`, color: '#000', deep: true }] : []), ...kinds.map((k) => ({ text: k, color: color(k), deep: false }))];
+  legend.forEach((e, i) => {
     const ly = H + 8 + 16 * i;
-    out.push(p.deep ? `<rect x="${L}" y="${ly - 8}" width="9" height="9" fill="${c}"/>` : `<circle cx="${L + 4}" cy="${ly - 4}" r="4.5" fill="${c}"/>`);
-    out.push(`<text x="${L + 14}" y="${ly}">${esc(`${p.label}: ${p.y.toFixed(2)}%${p.s ? ` ± ${p.s.toFixed(2)}` : ''}, ${p.x.toFixed(2)} ms`)}</text>`);
+    out.push(e.deep ? `<rect x="${L}" y="${ly - 8}" width="9" height="9" fill="#000"/>` : `<circle cx="${L + 4}" cy="${ly - 4}" r="4.5" fill="${e.color}"/>`);
+    out.push(`<text x="${L + 14}" y="${ly}">${esc(e.text)}</text>`);
   });
   out.push('</svg>');
   return out.join('\n') + '\n';
