@@ -5,7 +5,7 @@
 //   "name": "shrink-fm-10pct",                       results file names
 //   "title": "...",                                    table caption
 //   "seeds": [0, 1, 2],
-//   "teacher": { "dir": "runs/experiments/teacher-fm12", "model": "last.safetensors",
+//   "teacher": { "dir": "experiments/teachers/fm12", "model": "last.safetensors",
 //                "args": ["train", "--join", "none", "--epochs", "5"] },
 //   "rows": [ { "id": "join-kd-3", "label": "join + distillation (vitfold)",
 //               "args": ["shrink", "{teacher}", "--depth", "3", "--seed", "{seed}"] } ]
