@@ -3,7 +3,8 @@
 // Writes are atomic (temp file in the same directory, fsync, rename): a crash or kill never
 // leaves a torn model file where a good one was.
 
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { appendFileSync, closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { modelFromSafetensors, modelToSafetensors, type LoadOptions, type Model } from './core/model.js';
 import type { Tensor } from './core/params.js';
@@ -31,29 +32,96 @@ export function readSafetensors(path: string): SafetensorsFile {
   return parseSafetensors(new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength), path);
 }
 
-export function writeFileAtomic(path: string, bytes: Uint8Array): void {
-  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
-  let fd: number | null = null;
+/**
+ * Fault injection for the crash tests: with VITFOLD_FAULT_AT=N the process kills itself
+ * (SIGKILL, as a crash or an OOM kill would) at its N-th write point; with
+ * VITFOLD_WRITE_TRACE=FILE every write point is appended to FILE, so a test can count them.
+ * A write point is a completed durable step: a temp file written, a rename, a log append.
+ */
+let writePoints = 0;
+export function writePoint(what: string): void {
+  writePoints++;
+  const trace = process.env.VITFOLD_WRITE_TRACE;
+  if (trace) appendFileSync(trace, `${writePoints} ${what}\n`);
+  if (Number(process.env.VITFOLD_FAULT_AT) === writePoints) process.kill(process.pid, 'SIGKILL');
+}
+
+/** A temp name beside `path`, unique and unguessable: created with 'wx', it never follows a planted link. */
+export function tempPath(path: string): string {
+  return join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+}
+
+/** fsync a directory so that renames into it are durable (not every filesystem allows it). */
+export function syncDir(dir: string): void {
   try {
-    fd = openSync(tmp, 'w');
+    const dfd = openSync(dir, 'r');
+    try {
+      fsyncSync(dfd);
+    } finally {
+      closeSync(dfd);
+    }
+  } catch {
+    // The data itself is synced; the rename is as durable as the filesystem makes it.
+  }
+}
+
+/** Writes `bytes` to a new file at `path` (exclusive create) and fsyncs it. */
+export function writeFileSynced(path: string, bytes: Uint8Array): void {
+  const fd = openSync(path, 'wx', 0o644);
+  try {
     let off = 0;
     while (off < bytes.length) off += writeSync(fd, bytes, off, bytes.length - off);
     fsyncSync(fd);
+  } catch (e) {
+    throw withPath(e, path);
+  } finally {
     closeSync(fd);
-    fd = null;
+  }
+}
+
+/** write(2) and fsync(2) errors carry no path: add it, so the message can name the file. */
+function withPath(e: unknown, path: string): unknown {
+  const err = e as NodeJS.ErrnoException;
+  if (err && typeof err === 'object' && err.code && !err.path) err.path = path;
+  return err;
+}
+
+/**
+ * Replaces `path` atomically (temp file in the same directory, fsync, rename): a crash or kill
+ * never leaves a torn file where a good one was.
+ */
+export function writeFileAtomic(path: string, bytes: Uint8Array | string): void {
+  const data = typeof bytes === 'string' ? new TextEncoder().encode(bytes) : bytes;
+  const tmp = tempPath(path);
+  try {
+    writeFileSynced(tmp, data);
+    writePoint(`wrote ${basename(tmp)}`);
     renameSync(tmp, path);
   } catch (e) {
-    if (fd !== null) closeSync(fd);
     rmSync(tmp, { force: true });
     throw e;
   }
+  writePoint(`renamed to ${basename(path)}`);
+  syncDir(dirname(path));
+}
+
+/** Appends one line to a log file (a write point). */
+export function appendLine(path: string, line: string): void {
   try {
-    // Make the rename itself durable.
-    const dfd = openSync(dirname(path), 'r');
-    fsyncSync(dfd);
-    closeSync(dfd);
+    appendFileSync(path, line + '\n');
+  } catch (e) {
+    throw withPath(e, path);
+  }
+  writePoint(`appended to ${basename(path)}`);
+}
+
+/** The same file (same device and inode)? False when either does not exist. */
+export function sameFile(a: string, b: string): boolean {
+  try {
+    const [sa, sb] = [statSync(a), statSync(b)];
+    return sa.dev === sb.dev && sa.ino === sb.ino;
   } catch {
-    // Some filesystems do not allow fsync on directories; the data itself is synced.
+    return false;
   }
 }
 

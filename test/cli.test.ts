@@ -187,6 +187,6 @@ test('export in each precision: writes the file, validates, reports; a bad opset
   assert.match(strict.out, /not written: .*strict.onnx \(validation failed/);
   assert.ok(!existsSync(join(dir, 'strict.onnx')));
   const bad = vitfold('export', model, '--opset', '13', '--out', join(dir, 'x.onnx'));
-  assert.equal(bad.code, 1);
+  assert.equal(bad.code, 2);
   assert.match(bad.err, /option '--opset <n>' argument '13' is invalid. Allowed choices are 17, 18, 19, 20, 21/);
 });

@@ -1,6 +1,19 @@
 // Number-valued CLI options: each parser names the flag and what it needs in its error.
 
-import { InvalidArgumentError } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
+import { VitfoldError } from '../core/errors.js';
+
+/** A usage error the CLI reports itself (exit 2). */
+export class CliError extends VitfoldError {
+  override name = 'CliError';
+}
+
+/** With --resume the run's config.json decides everything: any other flag given is an error, not ignored. */
+export function refuseFlagsWithResume(cmd: Command): void {
+  const given = Object.keys(cmd.opts()).filter((k) => k !== 'resume' && cmd.getOptionValueSource(k) === 'cli');
+  const flag = (k: string) => '--' + k.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
+  if (given.length) throw new CliError(`--resume continues the run as its config.json says; drop ${given.map(flag).join(', ')}`);
+}
 
 export function numberArg(flag: string, check: (n: number) => boolean, what: string) {
   return (v: string): number => {

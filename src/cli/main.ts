@@ -2,22 +2,22 @@
 // The vitfold command line. Every command is a thin layer over the library: parse flags, load,
 // call the pure core, print, write atomically.
 
+import { fileSystemError, VitfoldError } from '../core/errors.js';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { Command, Option } from 'commander';
-import { nonNegativeInt, positiveInt, positiveNumber } from './args.js';
-import { ConfigError, PRESETS, preset, validateConfig, type ViTConfig } from '../core/config.js';
+import { Command, CommanderError, Option } from 'commander';
+import { CliError, nonNegativeInt, positiveInt, positiveNumber } from './args.js';
+import { PRESETS, preset, validateConfig, type ViTConfig } from '../core/config.js';
 import { fold, foldedConfig, unjoinedCoefficients } from '../core/fold.js';
 import { flopsPerImage, formatCount } from '../core/flops.js';
 import {
   describeConfig,
   describeStructure,
-  ModelError,
   toBranched,
   type Model,
 } from '../core/model.js';
 import { initParams, paramCount, type Tensor } from '../core/params.js';
-import { SafetensorsError, type FloatDType } from '../core/safetensors.js';
+import { type FloatDType } from '../core/safetensors.js';
 import { checkFold, compareLogits, randomInput } from '../core/verify.js';
 import { referenceForward } from '../core/reference.js';
 import { loadModel, readFloatTensor, saveModel, writeFileAtomic, writeFloatTensors } from '../io.js';
@@ -25,7 +25,7 @@ import { DEFAULT_INT8_WEIGHTS, INT8_WEIGHTS, type Int8Weights } from '../deploy/
 import { DEFAULT_EXPORT_OPSET, EXPORT_ATTENTION, EXPORT_OPSETS, EXPORT_TOLERANCE, exportableModel, exportModel, PRECISIONS, type ExportAttention, type Precision } from '../deploy/export.js';
 import { defaultNormalization, parseNormalization, softmaxRow, topK } from '../core/preprocess.js';
 import { Predictor } from '../model/engine.js';
-import { ImageError, loadImage } from '../data/image.js';
+import { loadImage } from '../data/image.js';
 import { Progress } from './progress.js';
 import { addTrainCommands } from './train.js';
 import { addShapeOptions, configFromOptions } from './shape.js';
@@ -33,17 +33,11 @@ import { addBenchCommand } from './bench.js';
 import { addShrinkCommand } from './shrink.js';
 import { addExperimentCommand } from './experiment.js';
 import { addDemoCommand } from './demo.js';
-import { ExperimentError } from '../experiment/spec.js';
-import { DataError } from '../data/idx.js';
-import { TrainError } from '../train/trainer.js';
 
-class CliError extends Error {
-  override name = 'CliError';
-}
-
-/** Exit codes: 0 ok, 1 a check failed (verify above tolerance), 2 bad input or usage. */
+/** Exit codes: 0 ok, 1 a check failed (verify above tolerance), 2 bad input or usage, 3 a bug. */
 const EXIT_CHECK_FAILED = 1;
 const EXIT_BAD_INPUT = 2;
+const EXIT_INTERNAL = 3;
 
 const DTYPES: Record<string, FloatDType> = { f32: 'F32', f64: 'F64', f16: 'F16', bf16: 'BF16' };
 
@@ -174,6 +168,8 @@ export function buildProgram(): Command {
         'then fold each block exactly into one wider layer (Zhou et al., arXiv 2511.19718).',
     )
     .version('0.1.0')
+    .exitOverride()
+    .option('--debug', 'print a stack trace with any error')
     .showHelpAfterError('(run with --help for usage)')
     .addHelpText(
       'after',
@@ -481,16 +477,27 @@ Examples:
 }
 
 export async function main(argv: string[]): Promise<void> {
+  const debug = argv.includes('--debug');
   try {
-    await buildProgram().parseAsync(argv);
+    await buildProgram().parseAsync(argv.filter((a) => a !== '--debug'));
   } catch (e) {
-    // Errors about the user's input or files: print the message, not a stack trace.
-    if (e instanceof CliError || e instanceof ModelError || e instanceof ConfigError || e instanceof SafetensorsError || e instanceof ImageError || e instanceof DataError || e instanceof TrainError || e instanceof ExperimentError) {
-      process.stderr.write(`vitfold: error: ${e.message}\n`);
+    if (e instanceof CommanderError) {
+      // Commander has printed its message (unknown option, invalid argument) or the help.
+      process.exitCode = e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.exitCode === 0 ? 0 : EXIT_BAD_INPUT;
+      return;
+    }
+    // Errors about the user's input, flags or files: the message, not a stack trace.
+    const user = e instanceof VitfoldError ? e : fileSystemError(e);
+    if (user) {
+      process.stderr.write(`vitfold: error: ${user.message}\n`);
+      if (debug) process.stderr.write(`${(e as Error).stack}\n`);
       process.exitCode = EXIT_BAD_INPUT;
       return;
     }
-    throw e;
+    // Anything else is a bug in vitfold: one line, and how to see the trace.
+    const msg = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
+    process.stderr.write(debug ? `${(e as Error)?.stack ?? msg}\n` : `vitfold: internal error: ${msg.split('\n')[0]}\n(rerun with --debug for a stack trace, and please report it)\n`);
+    process.exitCode = EXIT_INTERNAL;
   }
 }
 

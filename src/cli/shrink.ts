@@ -2,7 +2,7 @@
 
 import { dirname, join, resolve } from 'node:path';
 import { Command, Option } from 'commander';
-import { nonNegativeInt, numberArg, positiveInt, positiveNumber } from './args.js';
+import { CliError, nonNegativeInt, numberArg, positiveInt, positiveNumber, refuseFlagsWithResume } from './args.js';
 import { describeConfig } from '../core/model.js';
 import { parseNormalization } from '../core/preprocess.js';
 import { exportModel, EXPORT_TOLERANCE } from '../deploy/export.js';
@@ -81,9 +81,11 @@ Examples:
   $ vitfold shrink runs/deep/last.safetensors --depth 3 --epochs 0 --out runs/instant3
   $ vitfold shrink --resume runs/shrink3`,
     )
-    .action(async (teacherPath: string | undefined, o: ShrinkCliOptions) => {
+    .action(async (teacherPath: string | undefined, o: ShrinkCliOptions, cmd: Command) => {
       let r: ShrinkResult;
       if (o.resume) {
+        if (teacherPath) throw new CliError(`--resume ${o.resume} continues the run with its own teacher; drop ${teacherPath}`);
+        refuseFlagsWithResume(cmd);
         r = await runTrainingWith((events) => resumeShrink(o.resume!, events));
       } else {
         if (!teacherPath) throw new TrainError('shrink needs the trained deep model: vitfold shrink TEACHER.safetensors --depth L (or --resume DIR)');
@@ -102,7 +104,7 @@ Examples:
         const how = plan.method === 'join' ? `${D / depth} branches per block joined (${cfg.join.mode}, ${cfg.join.shape}) over ${cfg.join.start}-${cfg.join.end} of the run, then folded` : `layers ${plan.layers!.join(', ')} kept`;
         console.log(`shrink   ${teacherPath} (${describeConfig(teacher.config)}) -> ${depth} layers: ${how}`);
         console.log(`recipe   ${cfg.epochs} epochs, lr ${cfg.lr}, ${cfg.data.limitTrain ?? 'all'} training images, ${cfg.distill ? `distilled from the deep model (alpha ${cfg.distill.alpha}, T ${cfg.distill.temperature})` : 'labels only'}`);
-        r = await runTrainingWith((events) => shrink(cfg, o.out, { events }));
+        r = await runTrainingWith((events) => shrink(cfg, o.out, { force: o.force, events }));
       }
       printResult(r);
       if (r.stopped === 'done' && o.export) await exportShrunk(r);

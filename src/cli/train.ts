@@ -3,7 +3,7 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, Option } from 'commander';
-import { fraction, nonNegativeNumber, numberArg, positiveInt } from './args.js';
+import { fraction, nonNegativeNumber, numberArg, positiveInt, refuseFlagsWithResume } from './args.js';
 import { preset, PRESETS, type ViTConfig } from '../core/config.js';
 import { describeConfig, type Model } from '../core/model.js';
 import { paramCount } from '../core/params.js';
@@ -20,7 +20,9 @@ function progressPoint(text: string, epochs: number, flag: string): number {
   const m = /^([0-9.]+)(ep)?$/.exec(text.trim());
   const v = m ? Number(m[1]) : NaN;
   if (!m || !Number.isFinite(v)) throw new TrainError(`${flag} takes a fraction of training (0.5) or epochs (3ep), got '${text}'`);
-  return m[2] ? v / epochs : v;
+  const p = m[2] ? v / epochs : v;
+  if (p > 1) throw new TrainError(`${flag} ${text} lies past the end of training (${m[2] ? `${epochs} epochs` : 'fractions run from 0 to 1'})`);
+  return p;
 }
 
 export interface TrainCliOptions {
@@ -52,6 +54,7 @@ export interface TrainCliOptions {
   seed: number;
   threads?: number;
   out: string;
+  force?: boolean;
   init?: string;
   ema?: number;
   trainFolded?: boolean;
@@ -91,12 +94,7 @@ export function trainConfigFrom(o: TrainCliOptions): TrainConfig {
   };
 }
 
-/** Runs training with a progress bar and an epoch table on stdout. */
-export function runTraining(cfg: TrainConfig, runDir: string, resume: boolean, init?: Model): Promise<TrainResult> {
-  return runTrainingWith((events) => train(cfg, runDir, { resume, init, events }));
-}
-
-/** Runs a training job (train, shrink) with the progress bar and epoch table as its events. */
+/** Runs a training job with a progress bar and an epoch table on stdout. */
 export async function runTrainingWith<T>(job: (events: TrainEvents) => Promise<T>): Promise<T> {
   let bar = new Progress('epoch 1');
   let lastLoss = NaN;
@@ -179,6 +177,7 @@ export function addRecipeOptions(cmd: Command, d: RecipeDefaults): Command {
     .addOption(new Option('--seed <n>').argParser(numberArg('--seed', (n) => Number.isInteger(n) && n >= 0, 'an integer >= 0')).default(0))
     .addOption(new Option('--threads <n>', 'engine threads').argParser(positiveInt('--threads')))
     .option('--out <dir>', 'run directory', d.out)
+    .option('--force', 'start afresh in a run directory that is not empty, replacing what is there')
     .addOption(new Option('--ema <decay>', 'keep an exponential moving average of the weights (e.g. 0.999), evaluated separately').argParser(fraction('--ema')))
     .option('--no-train-folded', 'stay on the branched graph after the join window (default: continue on the faster folded graph)');
 }
@@ -207,10 +206,11 @@ Examples:
   $ vitfold train --dataset folder --data pets/ --init deit_tiny_patch16_224.safetensors
   $ vitfold train --resume runs/fm-k4`,
     )
-    .action(async (o: TrainCliOptions & ShapeOptions & { resume?: string }) => {
+    .action(async (o: TrainCliOptions & ShapeOptions & { resume?: string }, cmd: Command) => {
       if (o.resume) {
+        refuseFlagsWithResume(cmd);
         const cfg = readRunConfig(o.resume);
-        printFold(await runTraining(cfg, o.resume, true));
+        printFold(await runTrainingWith((events) => train(cfg, o.resume!, { resume: true, events })));
         return;
       }
       const cfg = trainConfigFrom(o);
@@ -234,6 +234,6 @@ Examples:
         cfg.normalization = o.dataset === 'folder' ? defaultNormalization(target) : cfg.normalization;
       }
       console.log(`model    ${describeConfig(cfg.model)}, ${paramCount(cfg.model).toLocaleString('en-US')} params; ${cfg.model.depth / cfg.branches} blocks x ${cfg.branches} branches`);
-      printFold(await runTraining(cfg, o.out, false, init));
+      printFold(await runTrainingWith((events) => train(cfg, o.out, { init, force: o.force, events })));
     });
 }

@@ -5,6 +5,8 @@
 // Head size is independent of width (`head_dim` need not be `embed_dim / num_heads`), because
 // a fold multiplies the head count while keeping the head size.
 
+import { VitfoldError } from './errors.js';
+
 export interface ViTConfig {
   img_size: number; // S: input images are S x S
   patch_size: number; // P: non-overlapping P x P patches, N = (S/P)^2 tokens + 1 class token
@@ -31,7 +33,7 @@ export const CONFIG_KEYS: readonly (keyof ViTConfig)[] = [
   'eps',
 ];
 
-export class ConfigError extends Error {
+export class ConfigError extends VitfoldError {
   override name = 'ConfigError';
 }
 

@@ -7,6 +7,7 @@
 // A file without `structure` is a plain ViT (a timm/DeiT checkpoint, say). Other metadata
 // entries are kept as they are, so nothing a user stored is lost on rewrite.
 
+import { VitfoldError } from './errors.js';
 import {
   ConfigError,
   configJson,
@@ -46,7 +47,7 @@ export interface Model {
   extraMetadata: Record<string, string>;
 }
 
-export class ModelError extends Error {
+export class ModelError extends VitfoldError {
   override name = 'ModelError';
 }
 

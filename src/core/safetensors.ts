@@ -11,6 +11,8 @@
 // multiple of 8 bytes, which is what PyTorch's `safetensors` writes: reading and rewriting a
 // file gives the same bytes.
 
+import { VitfoldError } from './errors.js';
+
 export type DType = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
 
 const ITEM_SIZE: Record<DType, number> = {
@@ -40,7 +42,7 @@ export interface SafetensorsFile {
   metadata?: Record<string, string>;
 }
 
-export class SafetensorsError extends Error {
+export class SafetensorsError extends VitfoldError {
   override name = 'SafetensorsError';
 }
 

@@ -1,11 +1,12 @@
 // IDX files (MNIST, Fashion-MNIST): magic 0x0000 0x08 (unsigned byte) ndim, big-endian u32
 // dims, then the data. Gzip or not. Every malformed file is an error that names it.
 
+import { VitfoldError } from '../core/errors.js';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 
-export class DataError extends Error {
+export class DataError extends VitfoldError {
   override name = 'DataError';
 }
 

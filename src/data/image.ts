@@ -1,10 +1,11 @@
 // Decoding image files (PNG, JPEG, WebP, ...) into normalized model input with sharp.
 
+import { VitfoldError } from '../core/errors.js';
 import sharp, { type OutputInfo } from 'sharp';
 import type { ViTConfig } from '../core/config.js';
 import type { Normalization } from '../core/preprocess.js';
 
-export class ImageError extends Error {
+export class ImageError extends VitfoldError {
   override name = 'ImageError';
 }
 

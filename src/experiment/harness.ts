@@ -11,6 +11,7 @@ import { dirname, extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ViTConfig } from '../core/config.js';
 import { loadModel } from '../io.js';
+import { CHECKPOINT_FILE } from '../train/checkpoint.js';
 import { ExperimentError, type ExperimentSpec, type RowSpec } from './spec.js';
 
 /** What a finished run produced. */
@@ -106,7 +107,7 @@ function runCli(args: string[], logPath: string, onOutput?: (text: string) => vo
 export async function completeRun(args: string[], dir: string, logPath: string, onOutput?: (text: string) => void): Promise<{ outcome: RunOutcome; wallSeconds: number; ran: 'cached' | 'resumed' | 'fresh' }> {
   const done = runOutcome(dir);
   if (done) return { outcome: done, wallSeconds: wallSecondsOf(dir) || done.trainSeconds, ran: 'cached' };
-  const resumable = existsSync(join(dir, 'state.safetensors')) && existsSync(join(dir, 'last.safetensors'));
+  const resumable = existsSync(join(dir, CHECKPOINT_FILE));
   if (!resumable) rmSync(dir, { recursive: true, force: true });
   mkdirSync(dirname(logPath), { recursive: true });
   const before = resumable ? wallSecondsOf(dir) : 0;

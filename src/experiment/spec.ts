@@ -13,6 +13,7 @@
 // In args, {teacher} is the teacher's model file and {seed} the seed; every run gets --out.
 // A row with "seeds": [0] runs once (e.g. the instant fold, which has nothing random).
 
+import { VitfoldError } from '../core/errors.js';
 import { readFileSync } from 'node:fs';
 
 export interface TeacherSpec {
@@ -40,7 +41,7 @@ export interface ExperimentSpec {
   rows: RowSpec[];
 }
 
-export class ExperimentError extends Error {
+export class ExperimentError extends VitfoldError {
   override name = 'ExperimentError';
 }
 

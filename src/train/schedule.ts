@@ -6,6 +6,8 @@
 // half attention, second half FFN); 'sequential': the window is cut into one slot per block,
 // block 0 first. After `end` every coefficient is exactly 1, so the model folds exactly.
 
+import { ConfigError } from '../core/config.js';
+
 export type JoinMode = 'none' | 'together' | 'sequential';
 export type RampShape = 'linear' | 'cosine';
 
@@ -20,10 +22,10 @@ export interface JoinSchedule {
 export const DEFAULT_JOIN_SCHEDULE: JoinSchedule = { mode: 'together', shape: 'cosine', start: 0, end: 0.5 };
 
 export function validateJoinSchedule(s: JoinSchedule): JoinSchedule {
-  if (!['none', 'together', 'sequential'].includes(s.mode)) throw new Error(`join schedule mode must be none, together or sequential (got ${s.mode})`);
-  if (!['linear', 'cosine'].includes(s.shape)) throw new Error(`join ramp must be linear or cosine (got ${s.shape})`);
+  if (!['none', 'together', 'sequential'].includes(s.mode)) throw new ConfigError(`join schedule mode must be none, together or sequential (got ${s.mode})`);
+  if (!['linear', 'cosine'].includes(s.shape)) throw new ConfigError(`join ramp must be linear or cosine (got ${s.shape})`);
   if (!(s.start >= 0 && s.start < s.end && s.end <= 1)) {
-    throw new Error(`join window must satisfy 0 <= start < end <= 1 (as fractions of training), got [${s.start}, ${s.end}]`);
+    throw new ConfigError(`join window must satisfy 0 <= start < end <= 1 (--join-start, --join-end: fractions of training like 0.5, or epochs like 3ep up to the run's epochs), got [${s.start}, ${s.end}]`);
   }
   return s;
 }

@@ -7,7 +7,6 @@
 //         standard way to shorten a pretrained transformer; the comparison point).
 // With 0 epochs, join is the instant fold (the deep model read as fully joined, no training).
 
-import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { validateBranches } from '../core/config.js';
 import { fold } from '../core/fold.js';
@@ -15,7 +14,8 @@ import { evenlySpacedLayers, keepLayers } from '../core/layers.js';
 import { toBranched, type Model } from '../core/model.js';
 import { referenceForward } from '../core/reference.js';
 import { compareLogits, randomInput } from '../core/verify.js';
-import { loadModel, saveModel, writeFileAtomic } from '../io.js';
+import { appendLine, loadModel, saveModel, writeFileAtomic } from '../io.js';
+import { openRunDir } from './checkpoint.js';
 import type { Distillation } from '../model/vit-graph.js';
 import { DEFAULT_DISTILLATION } from './distill.js';
 import { evaluate, loadData, readRunConfig, train, TrainError, type TrainConfig, type TrainEvents, type TrainResult } from './trainer.js';
@@ -101,9 +101,18 @@ export interface ShrinkResult extends TrainResult {
  * `shrunk.safetensors` (the fold for join, the fine-tuned layers for drop) with the recipe in
  * its metadata (`shrink`). With 0 epochs (join) the result is the instant fold.
  */
-export async function shrink(cfg: TrainConfig, runDir: string, opts: { resume?: boolean; events?: TrainEvents } = {}): Promise<ShrinkResult> {
+export async function shrink(cfg: TrainConfig, runDir: string, opts: { resume?: boolean; force?: boolean; events?: TrainEvents } = {}): Promise<ShrinkResult> {
   const plan = cfg.shrink;
   if (!plan) throw new TrainError(`${runDir}: not a shrink run (its config has no shrink plan)`);
+  const release = openRunDir(runDir, { fresh: !opts.resume, force: opts.force, command: 'shrink' });
+  try {
+    return await shrinkLocked(cfg, plan, runDir, opts);
+  } finally {
+    release();
+  }
+}
+
+async function shrinkLocked(cfg: TrainConfig, plan: ShrinkPlan, runDir: string, opts: { resume?: boolean; events?: TrainEvents }): Promise<ShrinkResult> {
   const ev = opts.events ?? {};
   const teacher = loadModel(plan.teacher);
   const { testSet } = await loadData(cfg);
@@ -135,26 +144,26 @@ export async function shrink(cfg: TrainConfig, runDir: string, opts: { resume?: 
 
   if (cfg.epochs === 0) {
     if (!instant) throw new TrainError('--epochs 0 (the instant fold) needs --method join; layer dropping without fine-tuning is not a result');
-    mkdirSync(runDir, { recursive: true });
-    writeFileAtomic(join(runDir, 'config.json'), new TextEncoder().encode(JSON.stringify(cfg, null, 2) + '\n'));
+    if (opts.resume) throw new TrainError(`${runDir}: an instant fold (--epochs 0) has nothing to resume; run it again with --force`);
+    writeFileAtomic(join(runDir, 'config.json'), JSON.stringify(cfg, null, 2) + '\n');
     const x = randomInput(teacher, 2, 0);
     const verifyMaxRel = compareLogits(referenceForward(instant.joined, x).data, referenceForward(instant.folded, x).data).maxRel;
     const rec = recipe(instantTop1!);
     write(instant.folded, { ...rec, verify_max_rel: verifyMaxRel });
-    writeFileSync(join(runDir, 'log.jsonl'), '');
-    const log = (o: object) => appendFileSync(join(runDir, 'log.jsonl'), JSON.stringify(o) + '\n');
+    writeFileAtomic(join(runDir, 'log.jsonl'), '');
+    const log = (o: object) => appendLine(join(runDir, 'log.jsonl'), JSON.stringify(o));
     log({ event: 'teacher', path: plan.teacher, top1: teacherTop1 });
     log({ event: 'shrunk', ...rec, verify_max_rel: verifyMaxRel, path });
     return { runDir, epochs: [], stopped: 'done', model: { path, top1: instantTop1!, depth: plan.depth }, instantTop1, teacherTop1 };
   }
 
-  const r = await train(cfg, runDir, { init: opts.resume ? undefined : shrinkStart(teacher, plan), resume: opts.resume, events: ev });
+  const r = await train(cfg, runDir, { init: opts.resume ? undefined : shrinkStart(teacher, plan), resume: opts.resume, locked: true, events: ev });
   if (r.stopped !== 'done') return { ...r, model: { path: '', top1: NaN, depth: plan.depth }, instantTop1, teacherTop1 };
   const source = r.folded?.path ?? join(runDir, 'last.safetensors');
   const top1 = r.folded?.top1 ?? r.epochs[r.epochs.length - 1]?.top1 ?? NaN;
   const rec = recipe(top1, r);
   write(loadModel(source), rec);
-  appendFileSync(join(runDir, 'log.jsonl'), JSON.stringify({ event: 'shrunk', ...rec, path }) + '\n');
+  appendLine(join(runDir, 'log.jsonl'), JSON.stringify({ event: 'shrunk', ...rec, path }));
   return { ...r, model: { path, top1, depth: plan.depth }, instantTop1, teacherTop1 };
 }
 

@@ -4,28 +4,32 @@
 // Run directory:
 //   config.json          the TrainConfig (what `--resume` continues)
 //   log.jsonl            one JSON object per logged step and per epoch
+//   checkpoint.json, checkpoints/   the last epoch's checkpoint, committed atomically
+//                        (src/train/checkpoint.ts): model, trainer state, EMA; what --resume reads
 //   last.safetensors     model at the end of the last epoch (structure = current join state)
-//   state.safetensors    AdamW moments, step, RNG states (with last.safetensors: exact resume)
 //   best.safetensors     model of the best epoch (top-1)
 //   ema.safetensors      EMA of the weights (with emaDecay), evaluated separately
 //   joined.safetensors   the fully joined model when training moved to the folded graph
 //   folded.safetensors   the final folded model
 //   report.html          charts of loss, top-1 and join coefficients (rewritten every epoch)
-// Every file is written atomically, so a kill never leaves a torn checkpoint.
+//   lock                 the pid of the process that owns the run while it runs
+// Every file is written atomically; a kill at any point resumes to the same result.
 
-import { existsSync, mkdirSync, readFileSync, appendFileSync, writeFileSync } from 'node:fs';
+import { VitfoldError } from '../core/errors.js';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ViTConfig } from '../core/config.js';
-import { validateBranches } from '../core/config.js';
+import { validateBranches, validateConfig } from '../core/config.js';
 import { fold } from '../core/fold.js';
-import { toBranched, type Model } from '../core/model.js';
+import { modelFromSafetensors, modelToSafetensors, toBranched, type Model } from '../core/model.js';
 import { initParams } from '../core/params.js';
 import type { Normalization } from '../core/preprocess.js';
 import { referenceForward } from '../core/reference.js';
 import { Rng } from '../core/rng.js';
-import { encodeFloat } from '../core/safetensors.js';
+import { encodeFloat, parseSafetensors, serializeSafetensors } from '../core/safetensors.js';
 import { compareLogits } from '../core/verify.js';
-import { loadModel, readSafetensors, saveModel, writeFileAtomic, writeSafetensors } from '../io.js';
+import { appendLine, loadModel, saveModel, writeFileAtomic } from '../io.js';
+import { commitCheckpoint, openRunDir, readCheckpointFiles, restoreCheckpoint } from './checkpoint.js';
 import { Predictor } from '../model/engine.js';
 import { loadMnistLike, type ImageSet } from '../data/idx.js';
 import { loadCifar10 } from '../data/cifar.js';
@@ -126,7 +130,7 @@ export interface TrainResult {
   stopped: 'done' | 'interrupted' | 'nan';
 }
 
-export class TrainError extends Error {
+export class TrainError extends VitfoldError {
   override name = 'TrainError';
 }
 
@@ -232,6 +236,7 @@ interface ResumeState {
   v: Float32Array;
   ema: Float32Array | null;
   best: number;
+  bestEpoch: number;
   switchInfo: SwitchInfo | null;
 }
 
@@ -244,14 +249,14 @@ interface SwitchInfo {
   foldedTop1: number;
 }
 
-function saveState(dir: string, runner: StepRunner, epoch: number, dataRng: Rng, augRng: Rng, best: number, ema: Float32Array | null, switchInfo: SwitchInfo | null): void {
+function stateBytes(runner: StepRunner, epoch: number, dataRng: Rng, augRng: Rng, best: { top1: number; epoch: number }, ema: Float32Array | null, switchInfo: SwitchInfo | null): Uint8Array {
   const P = runner.layout.total;
   const tensors = new Map([
     ['m', encodeFloat(runner.m, [P], 'F32')],
     ['v', encodeFloat(runner.v, [P], 'F32')],
   ]);
   if (ema) tensors.set('ema', encodeFloat(ema, [P], 'F32'));
-  writeSafetensors(join(dir, 'state.safetensors'), {
+  return serializeSafetensors({
     tensors,
     metadata: {
       epoch: String(epoch),
@@ -259,19 +264,20 @@ function saveState(dir: string, runner: StepRunner, epoch: number, dataRng: Rng,
       data_rng: JSON.stringify([...dataRng.s]),
       aug_rng: JSON.stringify([...augRng.s]),
       drop_rng: JSON.stringify([...runner.dropRng.s]),
-      best_top1: String(best),
+      best_top1: String(best.top1),
+      best_epoch: String(best.epoch),
       ...(switchInfo ? { switch: JSON.stringify(switchInfo) } : {}),
     },
   });
 }
 
-function loadState(dir: string): ResumeState {
-  const f = readSafetensors(join(dir, 'state.safetensors'));
+function parseState(bytes: Uint8Array, where: string): ResumeState {
+  const f = parseSafetensors(bytes, where);
   const md = f.metadata ?? {};
   const need = ['epoch', 'step', 'data_rng', 'aug_rng', 'drop_rng'];
   const missing = need.filter((k) => md[k] === undefined);
   if (missing.length || !f.tensors.has('m') || !f.tensors.has('v')) {
-    throw new TrainError(`${join(dir, 'state.safetensors')}: not a vitfold trainer state (missing ${[...missing, ...['m', 'v'].filter((t) => !f.tensors.has(t))].join(', ')})`);
+    throw new TrainError(`${where}: not a vitfold trainer state (missing ${[...missing, ...['m', 'v'].filter((t) => !f.tensors.has(t))].join(', ')})`);
   }
   const rng = (k: string) => Uint32Array.from(JSON.parse(md[k]) as number[]);
   return {
@@ -283,7 +289,8 @@ function loadState(dir: string): ResumeState {
     m: Float32Array.from(decodeFloat(f.tensors.get('m')!, 'm')),
     v: Float32Array.from(decodeFloat(f.tensors.get('v')!, 'v')),
     ema: f.tensors.has('ema') ? Float32Array.from(decodeFloat(f.tensors.get('ema')!, 'ema')) : null,
-    best: Number(md.best_top1 ?? 0),
+    best: Number(md.best_top1 ?? -1),
+    bestEpoch: Number(md.best_epoch ?? 0),
     switchInfo: md.switch ? (JSON.parse(md.switch) as SwitchInfo) : null,
   };
 }
@@ -291,7 +298,19 @@ function loadState(dir: string): ResumeState {
 export function readRunConfig(dir: string): TrainConfig {
   const p = join(dir, 'config.json');
   if (!existsSync(p)) throw new TrainError(`${dir}: no config.json; is this a vitfold run directory?`);
-  return JSON.parse(readFileSync(p, 'utf8')) as TrainConfig;
+  let cfg: TrainConfig;
+  try {
+    cfg = JSON.parse(readFileSync(p, 'utf8')) as TrainConfig;
+  } catch (e) {
+    throw new TrainError(`${p}: not valid JSON (${(e as Error).message}); the run cannot be resumed`);
+  }
+  const bad = (field: string, what: string) => new TrainError(`${p}: '${field}' must be ${what}; the run cannot be resumed`);
+  if (typeof cfg !== 'object' || cfg === null || typeof cfg.model !== 'object' || cfg.model === null) throw bad('model', 'a ViT config object');
+  validateConfig(cfg.model, `${p}: model`);
+  for (const k of ['epochs', 'batch', 'branches'] as const) if (!(Number.isInteger(cfg[k]) && cfg[k] > 0)) throw bad(k, 'a positive integer');
+  if (typeof cfg.join !== 'object' || cfg.join === null) throw bad('join', 'a join schedule object');
+  if (typeof cfg.data !== 'object' || cfg.data === null) throw bad('data', 'a dataset object');
+  return cfg;
 }
 
 /** The training and test sets of a run (limited as the config says), checked against its model. */
@@ -326,14 +345,37 @@ export async function loadData(cfg: TrainConfig, ev: TrainEvents = {}): Promise<
 /**
  * Trains (or resumes) a run. `init` is the starting plain model (random when absent).
  */
-export async function train(cfg: TrainConfig, runDir: string, opts: { resume?: boolean; init?: Model; events?: TrainEvents } = {}): Promise<TrainResult> {
+export interface TrainOptions {
+  /** Continue from the run's last committed checkpoint. */
+  resume?: boolean;
+  /** Start afresh in a run directory that is not empty, replacing what is there. */
+  force?: boolean;
+  /** The caller (shrink) already holds the run directory's lock. */
+  locked?: boolean;
+  init?: Model;
+  events?: TrainEvents;
+}
+
+export async function train(cfg: TrainConfig, runDir: string, opts: TrainOptions = {}): Promise<TrainResult> {
   validateJoinSchedule(cfg.join);
   validateBranches(cfg.model, cfg.branches, 'train');
+  const release = opts.locked ? () => {} : openRunDir(runDir, { fresh: !opts.resume, force: opts.force, command: 'train' });
+  try {
+    return await trainLocked(cfg, runDir, opts);
+  } finally {
+    release();
+  }
+}
+
+async function trainLocked(cfg: TrainConfig, runDir: string, opts: TrainOptions): Promise<TrainResult> {
   const ev = opts.events ?? {};
-  mkdirSync(runDir, { recursive: true });
   const { trainSet, testSet } = await loadData(cfg, ev);
   const L = cfg.model.depth / cfg.branches;
   const stepsPerEpoch = Math.floor(trainSet.count / cfg.batch); // drop the last partial batch
+  if (stepsPerEpoch === 0) {
+    throw new TrainError(`${trainSet.count} training images make no full batch of ${cfg.batch}: use a smaller --batch or more images (--limit-train)`);
+  }
+  const logPath = join(runDir, 'log.jsonl');
   const totalSteps = stepsPerEpoch * cfg.epochs;
   const lrSchedule = { peak: cfg.lr, min: cfg.minLr, warmup: Math.round(cfg.warmupEpochs * stepsPerEpoch), total: totalSteps };
   const meta = modelMetadata(cfg, trainSet.classes);
@@ -341,11 +383,20 @@ export async function train(cfg: TrainConfig, runDir: string, opts: { resume?: b
   let model: Model;
   let state: ResumeState | null = null;
   if (opts.resume) {
-    state = loadState(runDir);
-    model = loadModel(join(runDir, 'last.safetensors'));
+    const c = restoreCheckpoint(runDir, logPath);
+    const files = readCheckpointFiles(runDir, c);
+    const where = (name: string) => join(runDir, c.dir, name);
+    state = parseState(files.get('state.safetensors') ?? new Uint8Array(), where('state.safetensors'));
+    model = modelFromSafetensors(parseSafetensors(files.get('model.safetensors') ?? new Uint8Array(), where('model.safetensors')), where('model.safetensors'));
+    if (state.epoch !== c.epoch || state.step > c.epoch * stepsPerEpoch || c.epoch > cfg.epochs) {
+      throw new TrainError(
+        `${runDir}: the checkpoint (epoch ${c.epoch}, step ${state.step}) does not fit the run's config.json ` +
+          `(${cfg.epochs} epochs of ${stepsPerEpoch} steps); was config.json or the dataset changed?`,
+      );
+    }
   } else {
-    writeFileAtomic(join(runDir, 'config.json'), new TextEncoder().encode(JSON.stringify(cfg, null, 2) + '\n'));
-    writeFileSync(join(runDir, 'log.jsonl'), '');
+    writeFileAtomic(join(runDir, 'config.json'), JSON.stringify(cfg, null, 2) + '\n');
+    writeFileAtomic(logPath, '');
     const base = opts.init ?? { config: cfg.model, structure: { kind: 'plain' as const }, params: initParams(cfg.model, cfg.seed), dtype: 'F32' as const, extraMetadata: {} };
     model = cfg.join.mode === 'none' ? base : toBranched(base, cfg.branches, {}, 'train');
   }
@@ -380,7 +431,8 @@ export async function train(cfg: TrainConfig, runDir: string, opts: { resume?: b
   let ema: Float32Array | null = emaDecay > 0 ? Float32Array.from(runner.params) : null;
   const dataRng = new Rng(cfg.seed + 1);
   const augRng = new Rng(cfg.seed + 3);
-  let best = 0;
+  let best = -1; // every first epoch is the best so far
+  let bestEpoch = 0;
   let startEpoch = 0;
   if (state) {
     runner.m = state.m;
@@ -390,6 +442,7 @@ export async function train(cfg: TrainConfig, runDir: string, opts: { resume?: b
     augRng.s.set(state.augRng);
     runner.dropRng.s.set(state.dropRng);
     best = state.best;
+    bestEpoch = state.bestEpoch;
     startEpoch = state.epoch;
     switchInfo = state.switchInfo;
     if (emaDecay > 0) {
@@ -398,7 +451,7 @@ export async function train(cfg: TrainConfig, runDir: string, opts: { resume?: b
     }
     ev.onMessage?.(`resuming ${runDir} after epoch ${startEpoch} (step ${state.step})`);
   }
-  const log = (o: object) => appendFileSync(join(runDir, 'log.jsonl'), JSON.stringify(o) + '\n');
+  const log = (o: object) => appendLine(logPath, JSON.stringify(o));
   const S = cfg.model.img_size;
   const per = cfg.model.in_chans * S * S;
   const bufs = [new Float32Array(cfg.batch * per), new Float32Array(cfg.batch * per)];
@@ -542,14 +595,18 @@ export async function train(cfg: TrainConfig, runDir: string, opts: { resume?: b
       step_ms: stepMs / stepsPerEpoch,
       ...(teacher ? { teacher_ms: teacherMs / stepsPerEpoch } : {}),
     };
-    saveModel(join(runDir, 'last.safetensors'), current, 'F32');
     if (top1 > best) {
       best = top1;
-      saveModel(join(runDir, 'best.safetensors'), current, 'F32');
+      bestEpoch = epoch + 1;
     }
-    saveState(runDir, runner, epoch + 1, dataRng, augRng, best, ema, switchInfo);
-    if (ema) saveModel(join(runDir, 'ema.safetensors'), { ...current, params: runner.layout.unpack(ema) }, 'F32');
+    const files = new Map([
+      ['model.safetensors', serializeSafetensors(modelToSafetensors(current, 'F32'))],
+      ['state.safetensors', stateBytes(runner, epoch + 1, dataRng, augRng, { top1: best, epoch: bestEpoch }, ema, switchInfo)],
+    ]);
+    if (ema) files.set('ema.safetensors', serializeSafetensors(modelToSafetensors({ ...current, params: runner.layout.unpack(ema) }, 'F32')));
+    // The epoch's log line first: the commit records the log's length including it.
     log({ event: 'epoch', ...rec });
+    commitCheckpoint(runDir, epoch + 1, files, logPath, { epoch: bestEpoch, top1: best });
     writeReport(runDir);
     epochs.push(rec);
     ev.onEpoch?.(rec);
