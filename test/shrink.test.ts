@@ -192,7 +192,7 @@ describe('vitfold shrink', () => {
     assert.match(bad.err, /--depth 3 does not divide the model's 4 layers/);
     const onto = vitfold('shrink', teacherPath, '--depth', '2', '--data', join(dir, 'data'), '--out', dir);
     assert.equal(onto.code, 2);
-    assert.match(onto.err, /is the directory of the deep model .*choose another --out/);
+    assert.match(onto.err, /holds the input .*choose another --out/);
     const none = vitfold('shrink', teacherPath, '--data', join(dir, 'data'));
     assert.equal(none.code, 2);
     assert.match(none.err, /give exactly one of --depth L or --branches k/);

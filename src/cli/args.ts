@@ -1,7 +1,9 @@
 // Number-valued CLI options: each parser names the flag and what it needs in its error.
 
 import { InvalidArgumentError, type Command } from 'commander';
+import { dirname, resolve, sep } from 'node:path';
 import { VitfoldError } from '../core/errors.js';
+import { sameFile } from '../io.js';
 
 /** A usage error the CLI reports itself (exit 2). */
 export class CliError extends VitfoldError {
@@ -44,3 +46,18 @@ export const choiceList = <T extends string>(flag: string, choices: readonly T[]
   if (!xs.length || bad.length) throw new InvalidArgumentError(`${flag}: ${bad.map((b) => `'${b}'`).join(', ') || 'empty list'} not one of ${choices.join(', ')}`);
   return [...new Set(xs)] as T[];
 };
+
+/** Refuses an --out that is one of the command's inputs (same path or same file): writing it would destroy the input. */
+export function refuseOverwrite(out: string, inputs: string[]): void {
+  for (const input of inputs) {
+    if (resolve(input) === resolve(out) || sameFile(input, out)) throw new CliError(`--out ${out} is the input ${input}: writing it would destroy the input; choose another --out`);
+  }
+}
+
+/** Refuses a run directory that holds an input file: the run writes (and --force clears) it. */
+export function refuseOutsideInput(runDir: string, input: string): void {
+  const dir = resolve(runDir);
+  if (resolve(dirname(input)) === dir || resolve(input).startsWith(dir + sep)) {
+    throw new CliError(`--out ${runDir} holds the input ${input}; the run writes into that directory: choose another --out`);
+  }
+}

@@ -6,7 +6,7 @@ import { fileSystemError, VitfoldError } from '../core/errors.js';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
-import { CliError, nonNegativeInt, positiveInt, positiveNumber } from './args.js';
+import { CliError, nonNegativeInt, positiveInt, positiveNumber, refuseOverwrite } from './args.js';
 import { PRESETS, preset, validateConfig, type ViTConfig } from '../core/config.js';
 import { fold, foldedConfig, unjoinedCoefficients } from '../core/fold.js';
 import { flopsPerImage, formatCount } from '../core/flops.js';
@@ -123,6 +123,9 @@ function loadInput(path: string | undefined, model: Model, batch: number, seed: 
   if (x.shape[1] !== C || x.shape[2] !== S || x.shape[3] !== S) {
     throw new CliError(`${path}: 'x' has shape ${JSON.stringify(x.shape)}, expected [B, ${C}, ${S}, ${S}] for this model`);
   }
+  if (x.shape[0] < 1) throw new CliError(`${path}: 'x' holds no images (shape ${JSON.stringify(x.shape)})`);
+  const bad = x.data.findIndex((v) => !Number.isFinite(v));
+  if (bad >= 0) throw new CliError(`${path}: 'x' holds a non-finite value (${x.data[bad]}) at flat index ${bad}`);
   return { x, label: `${path} 'x' ${JSON.stringify(x.shape)}` };
 }
 
@@ -263,6 +266,7 @@ Examples:
   $ vitfold fold deit_tiny_patch16_224.safetensors --branches 4 --assume-joined --out deit-3layer.safetensors`,
     )
     .action((path: string, o: BranchOpts & { out: string; dtype?: string; verify?: boolean }) => {
+      refuseOverwrite(o.out, [path]);
       const t0 = performance.now();
       const branched = joinedModelFrom(path, o);
       const folded = fold(branched, path);
@@ -367,6 +371,7 @@ Examples:
   $ vitfold predict run/last.safetensors --input x.safetensors --join-attn 1 --join-ffn 0.5,0,0`,
     )
     .action(async (path: string, o: { input: string[]; out?: string; branches?: number; joinAttn?: string; joinFfn?: string; threads?: number; top: number; numHeads?: number }) => {
+      if (o.out) refuseOverwrite(o.out, [path, ...o.input]);
       const notes: string[] = [];
       let model = loadModel(path, { numHeads: o.numHeads, notes });
       printNotes(notes);
@@ -445,6 +450,7 @@ Examples:
       '\nExamples:\n  $ vitfold export runs/demo/folded.safetensors --out fmnist-3layer.onnx\n  $ vitfold export runs/demo/folded.safetensors --precision int8 --out fmnist-3layer-int8.onnx\n  $ vitfold export runs/demo/folded.safetensors --precision int8 --int8-weights full --out vnni-only-int8.onnx\n  $ vitfold export deit-tiny-3layer.safetensors --precision fp16 --opset 20 --attention matmul --out deit-3layer-fp16.onnx\n  $ vitfold export deit-tiny.safetensors --attention fused --out deit-12layer.onnx',
     )
     .action(async (path: string, o: { out: string; precision: Precision; int8Weights: Int8Weights; attention: ExportAttention; opset: string; clsOnly: boolean; tol?: number; numHeads?: number }) => {
+      refuseOverwrite(o.out, [path]);
       const notes: string[] = [];
       const loaded = loadModel(path, { numHeads: o.numHeads, notes });
       const { model, note } = exportableModel(loaded, path);

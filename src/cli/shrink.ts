@@ -1,8 +1,8 @@
 // `vitfold shrink`: option parsing and output around src/train/shrink.ts.
 
-import { dirname, join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { Command, Option } from 'commander';
-import { CliError, nonNegativeInt, numberArg, positiveInt, positiveNumber, refuseFlagsWithResume } from './args.js';
+import { CliError, nonNegativeInt, numberArg, positiveInt, positiveNumber, refuseFlagsWithResume, refuseOutsideInput } from './args.js';
 import { describeConfig } from '../core/model.js';
 import { parseNormalization } from '../core/preprocess.js';
 import { exportModel, EXPORT_TOLERANCE } from '../deploy/export.js';
@@ -89,8 +89,7 @@ Examples:
         r = await runTrainingWith((events) => resumeShrink(o.resume!, events));
       } else {
         if (!teacherPath) throw new TrainError('shrink needs the trained deep model: vitfold shrink TEACHER.safetensors --depth L (or --resume DIR)');
-        // The run writes last/best/folded.safetensors: never into the directory the teacher lives in.
-        if (resolve(dirname(teacherPath)) === resolve(o.out)) throw new TrainError(`--out ${o.out} is the directory of the deep model ${teacherPath}; the run would overwrite its files: choose another --out`);
+        refuseOutsideInput(o.out, teacherPath);
         const teacher = loadModel(teacherPath);
         const D = teacher.config.depth;
         if ((o.depth === undefined) === (o.branches === undefined)) throw new TrainError(`give exactly one of --depth L or --branches k (the model has ${D} layers)`);

@@ -3,7 +3,7 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, Option } from 'commander';
-import { fraction, nonNegativeNumber, numberArg, positiveInt, refuseFlagsWithResume } from './args.js';
+import { fraction, nonNegativeNumber, numberArg, positiveInt, refuseFlagsWithResume, refuseOutsideInput } from './args.js';
 import { preset, PRESETS, type ViTConfig } from '../core/config.js';
 import { describeConfig, type Model } from '../core/model.js';
 import { paramCount } from '../core/params.js';
@@ -222,6 +222,7 @@ Examples:
       if (folderClasses !== undefined) cfg.model.num_classes = folderClasses;
       let init: Model | undefined;
       if (o.init) {
+        refuseOutsideInput(o.out, o.init);
         // The pretrained network with this dataset's image size, channels and classes (or --preset).
         const notes: string[] = [];
         const ckpt = loadModel(o.init, { notes });

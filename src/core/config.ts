@@ -98,6 +98,25 @@ export function numTokens(cfg: ViTConfig): number {
 }
 
 /**
+ * Upper bounds on every size, checked before anything allocates or loops over them: a file's
+ * header must not be able to ask for unbounded memory or time. Each is far above real models
+ * (ViT-H: depth 32, width 1280; a 24-layer ViT-L folded to 1 layer: 384 heads, MLP 98,304;
+ * ImageNet-21k: 21,843 classes; SAM's encoder: 4,096 patches).
+ */
+export const CONFIG_LIMITS: Readonly<Record<Exclude<keyof ViTConfig, 'eps'>, number>> = {
+  img_size: 4096,
+  patch_size: 4096,
+  in_chans: 64,
+  num_classes: 1 << 20,
+  embed_dim: 16384,
+  depth: 1024,
+  num_heads: 4096,
+  head_dim: 4096,
+  mlp_hidden: 1 << 20,
+};
+export const MAX_PATCHES = 4096;
+
+/**
  * Throws a ConfigError naming every field that is wrong. `where` names the source
  * (a file, a preset) so the message says where to look.
  */
@@ -113,10 +132,18 @@ export function validateConfig(cfg: ViTConfig, where = 'config'): ViTConfig {
       problems.push(`${key} must be a positive integer (got ${v})`);
     }
   }
+  if (problems.length === 0) {
+    for (const [key, max] of Object.entries(CONFIG_LIMITS) as [keyof ViTConfig, number][]) {
+      if (cfg[key] > max) problems.push(`${key} ${cfg[key]} is above vitfold's limit of ${max}`);
+    }
+  }
   if (problems.length === 0 && cfg.img_size % cfg.patch_size !== 0) {
     problems.push(
       `img_size ${cfg.img_size} is not divisible by patch_size ${cfg.patch_size}`,
     );
+  }
+  if (problems.length === 0 && numPatches(cfg) > MAX_PATCHES) {
+    problems.push(`${numPatches(cfg)} patches (img_size ${cfg.img_size} / patch_size ${cfg.patch_size}, squared) is above vitfold's limit of ${MAX_PATCHES}`);
   }
   if (problems.length) {
     throw new ConfigError(`${where}: invalid ViT config: ${problems.join('; ')}`);

@@ -17,7 +17,7 @@ import {
   type ViTConfig,
 } from './config.js';
 import type { Params } from './params.js';
-import { cloneParams, paramSpecs } from './params.js';
+import { cloneParams, paramCount, paramSpecs } from './params.js';
 import {
   decodeFloat,
   encodeFloat,
@@ -193,6 +193,16 @@ export function modelFromSafetensors(file: SafetensorsFile, where: string, opts:
   const structure: Structure =
     meta.structure !== undefined ? parseStructure(meta.structure, config, where) : { kind: 'plain' };
 
+  // The file's size bounds the model: a header cannot make us build or decode more than it holds.
+  const expectedCount = paramCount(config);
+  let fileElements = 0;
+  for (const t of file.tensors.values()) fileElements += t.bytes.byteLength / 2; // F16 and BF16 hold the most per byte
+  if (expectedCount > fileElements) {
+    throw new ModelError(
+      `${where}: its config (${describeConfig(config)}) needs ${expectedCount.toLocaleString('en-US')} parameters, ` +
+        `but the file's tensors hold at most ${Math.floor(fileElements).toLocaleString('en-US')} values: the config does not describe these tensors`,
+    );
+  }
   const problems: string[] = [];
   const params: Params = new Map();
   const expected = paramSpecs(config);

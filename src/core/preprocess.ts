@@ -34,7 +34,8 @@ export function parseNormalization(text: string | undefined, cfg: ViTConfig, whe
     throw new ModelError(`${where}: __metadata__.normalization needs mean and std with ${cfg.in_chans} numbers (std > 0), got ${text}`);
   }
   const crop = o.crop_pct ?? 1;
-  if (!(crop > 0 && crop <= 1)) throw new ModelError(`${where}: __metadata__.normalization.crop_pct must be in (0, 1], got ${crop}`);
+  // Below 0.5 the decoded image would be resized to more than twice the model's size per side.
+  if (!(crop >= 0.5 && crop <= 1)) throw new ModelError(`${where}: __metadata__.normalization.crop_pct must be in [0.5, 1], got ${crop}`);
   return { mean: o.mean!, std: o.std!, crop_pct: crop };
 }
 

@@ -33,6 +33,10 @@ export async function loadImageFolder(root: string, split: 'train' | 'val', stor
     for (const f of readdirSync(join(dir, c)).sort()) if (IMAGE_EXT.has(extname(f).toLowerCase())) files.push({ path: join(dir, c, f), label });
   });
   if (!files.length) throw new DataError(`${dir}: no images (.jpg, .jpeg, .png, .webp)`);
+  if (split === 'train') {
+    const empty = names.filter((_, label) => !files.some((f) => f.label === label));
+    if (empty.length) throw new DataError(`${dir}: class folder${empty.length > 1 ? 's' : ''} ${empty.join(', ')} hold${empty.length > 1 ? '' : 's'} no images (.jpg, .jpeg, .png, .webp): remove ${empty.length > 1 ? 'them' : 'it'} or add images`);
+  }
   const per = channels * stored * stored;
   const images = new Uint8Array(files.length * per);
   const labels = new Uint8Array(files.length);
