@@ -227,3 +227,13 @@ test('fuzz: damaged run directories resume or fail with a clean error', { timeou
   assert.ok(existsSync(join(ok, 'checkpoint.json')));
   t.diagnostic(`${damage.length} damaged run directories: ${damage.length} clean errors`);
 });
+
+test('too few training images for one batch is a clean error, and leaves no checkpoint', async () => {
+  const root = tmpDir();
+  writeDataset(join(root, 'data'), 8, 8, false);
+  const out = join(root, 'run');
+  const r = await vitfold('train', '--data', join(root, 'data'), '--depth', '4', '--embed-dim', '16', '--num-heads', '2', '--head-dim', '8', '--mlp-hidden', '32', '--batch', '16', '--out', out);
+  assert.equal(r.code, 2, r.err);
+  assert.match(r.err, /8 training images make no full batch of 16: use a smaller --batch or more images/);
+  assert.ok(!existsSync(join(out, 'checkpoint.json')) && !existsSync(join(out, 'last.safetensors')) && !existsSync(join(out, 'lock')));
+});

@@ -11,7 +11,7 @@ import { dirname, extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ViTConfig } from '../core/config.js';
 import { loadModel } from '../io.js';
-import { CHECKPOINT_FILE } from '../train/checkpoint.js';
+import { CHECKPOINT_FILE, readRunLog } from '../train/checkpoint.js';
 import { ExperimentError, type ExperimentSpec, type RowSpec } from './spec.js';
 
 /** What a finished run produced. */
@@ -33,20 +33,6 @@ export interface RunRecord extends RunOutcome {
   wallSeconds: number;
 }
 
-function readLog(dir: string): Record<string, unknown>[] {
-  const p = join(dir, 'log.jsonl');
-  if (!existsSync(p)) return [];
-  return readFileSync(p, 'utf8')
-    .split('\n')
-    .filter((l) => l.trim())
-    .flatMap((l) => {
-      try {
-        return [JSON.parse(l)];
-      } catch {
-        return []; // a line torn by a kill
-      }
-    });
-}
 
 /**
  * The outcome of a finished train or shrink run, or null while it is unfinished: a shrink run
@@ -55,7 +41,7 @@ function readLog(dir: string): Record<string, unknown>[] {
 export function runOutcome(dir: string): RunOutcome | null {
   if (!existsSync(join(dir, 'config.json'))) return null;
   const cfg = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as { epochs: number; model: ViTConfig };
-  const log = readLog(dir);
+  const log = readRunLog(dir);
   const epochs = log.filter((e) => e.event === 'epoch') as { epoch: number; top1: number; top5?: number; seconds: number; img_per_s: number }[];
   const shrunk = log.find((e) => e.event === 'shrunk') as { top1: number; path: string } | undefined;
   const folded = log.find((e) => e.event === 'fold') as { top1_folded: number; path: string } | undefined;

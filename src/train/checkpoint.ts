@@ -220,3 +220,25 @@ export function openRunDir(runDir: string, how: { fresh: boolean; force?: boolea
   }
   return release;
 }
+
+/**
+ * The records of a run's log.jsonl ([] when there is none). A torn last line is what a kill
+ * in the middle of an append leaves (resume cuts it away) and is skipped; a torn line anywhere
+ * else means the file was damaged.
+ */
+export function readRunLog(runDir: string): Record<string, unknown>[] {
+  const p = join(runDir, 'log.jsonl');
+  if (!existsSync(p)) return [];
+  const lines = readFileSync(p, 'utf8').split('\n');
+  const out: Record<string, unknown>[] = [];
+  lines.forEach((l, i) => {
+    if (!l.trim()) return;
+    try {
+      out.push(JSON.parse(l) as Record<string, unknown>);
+    } catch {
+      const last = lines.slice(i + 1).every((rest) => !rest.trim());
+      if (!last) throw new RunDirError(`${p}: line ${i + 1} is not valid JSON (the log was damaged)`);
+    }
+  });
+  return out;
+}

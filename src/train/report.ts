@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../io.js';
+import { readRunLog } from './checkpoint.js';
 
 interface Series {
   name: string;
@@ -114,10 +115,7 @@ ${rows}
 /** Rebuilds runDir/report.html from its config.json and log.jsonl. */
 export function writeReport(runDir: string): string {
   const config = JSON.parse(readFileSync(join(runDir, 'config.json'), 'utf8'));
-  const records = readFileSync(join(runDir, 'log.jsonl'), 'utf8')
-    .split('\n')
-    .filter((l) => l.trim())
-    .map((l) => JSON.parse(l) as LogRecord);
+  const records = readRunLog(runDir) as LogRecord[];
   const path = join(runDir, 'report.html');
   writeFileAtomic(path, new TextEncoder().encode(reportHtml(config, records)));
   return path;
