@@ -1,4 +1,4 @@
-// Where the inference time of vitfold's fp32 exports goes (issue 5's goals: the 3-layer fold at
+// Where the inference time of vitfold's fp32 exports goes (measured against two goals: the 3-layer fold at
 // >= 85% of the fp32 matmul peak, and at <= 0.63x the 12-layer latency in onnxruntime-web).
 // Each model runs alone in a child process with ORT's profiler on; the kernel times are summed
 // per op type over the last --runs runs. The matrix products' share bounds what graph changes

@@ -10,7 +10,7 @@
 //   npm run bench:train [-- --preset vit-28 --batch 64 --threads 2 --pairs 40 --warmup 3 --gap 100]
 //
 // The PyTorch peer needs Debian's python3-torch (run with the OpenMP OpenBLAS from
-// libopenblas0-openmp, as DEVELOPERS.md says); without it that row is skipped with a note.
+// libopenblas0-openmp); without it that row is skipped with a note.
 
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';

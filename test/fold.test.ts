@@ -1,4 +1,4 @@
-// Fold properties on random configs (SPEC section 3): exactness for several k, head_dim !=
+// Fold properties on random configs (docs/method.md section 3): exactness for several k, head_dim !=
 // embed_dim / num_heads, random LayerNorm affine; purity; refusal of unjoined models.
 
 import assert from 'node:assert/strict';

@@ -1,5 +1,5 @@
 // The float64 reference and the fold against the independent PyTorch implementation's outputs
-// (shared/fixtures/golden, SPEC section 4).
+// (shared/fixtures/golden).
 
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';

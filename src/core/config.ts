@@ -1,7 +1,7 @@
-// ViT configuration and presets (SPEC section 1).
+// ViT configuration and presets (docs/method.md section 1).
 //
 // One serializable object describes every model vitfold handles. Its keys are exactly the
-// SPEC's `__metadata__.config` keys, so the JSON written into a checkpoint *is* this object.
+// file format's `__metadata__.config` keys, so the JSON written into a checkpoint *is* this object.
 // Head size is independent of width (`head_dim` need not be `embed_dim / num_heads`), because
 // a fold multiplies the head count while keeping the head size.
 
@@ -151,7 +151,7 @@ export function validateConfig(cfg: ViTConfig, where = 'config'): ViTConfig {
   return cfg;
 }
 
-/** Depth must split into `branches` equal groups of consecutive layers (SPEC section 2). */
+/** Depth must split into `branches` equal groups of consecutive layers (docs/method.md section 2). */
 export function validateBranches(cfg: ViTConfig, branches: number, where = 'config'): void {
   if (!Number.isInteger(branches) || branches < 1) {
     throw new ConfigError(`${where}: branch count must be a positive integer (got ${branches})`);
@@ -166,7 +166,7 @@ export function validateBranches(cfg: ViTConfig, branches: number, where = 'conf
   }
 }
 
-/** Parses the JSON text of `__metadata__.config`, with defaults the SPEC allows. */
+/** Parses the JSON text of `__metadata__.config`, with the defaults the file format allows (eps 1e-6, head_dim = embed_dim / num_heads). */
 export function parseConfigJson(text: string, where: string): ViTConfig {
   let obj: unknown;
   try {

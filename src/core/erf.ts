@@ -1,4 +1,4 @@
-// erf(x) in float64, for the exact (erf) GELU of SPEC section 1. JavaScript has no Math.erf.
+// erf(x) in float64, for the exact (erf) GELU of docs/method.md section 1. JavaScript has no Math.erf.
 //
 // W. J. Cody, "Rational Chebyshev approximations for the error function", Math. Comp. 1969
 // (netlib specfun CALERF): three rational approximations, each accurate to better than 1e-16

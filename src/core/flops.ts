@@ -1,4 +1,4 @@
-// FLOPs per image of the plain ViT forward (SPEC section 1), counting a multiply-add as 2 FLOPs
+// FLOPs per image of the plain ViT forward (docs/method.md section 1), counting a multiply-add as 2 FLOPs
 // and only the matrix products (element-wise work is a few percent and runtime dependent).
 // A branched model performs the same products as its deep model at any join state, and its
 // fold performs the same products again (k*H heads, k*M hidden): folding trades depth for

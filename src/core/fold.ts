@@ -1,4 +1,4 @@
-// The fold (SPEC section 3): a fully joined branched model -> an equivalent plain ViT of depth
+// The fold (docs/method.md section 3): a fully joined branched model -> an equivalent plain ViT of depth
 // L = depth / k with k*H heads of size hd and MLP hidden size k*M.
 //
 // Pure: returns a new model and never touches the input's arrays. Computed in float64, so the

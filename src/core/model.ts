@@ -1,7 +1,7 @@
 // Models: config + structure (plain, branched with join coefficients, or folded) + parameters,
-// and their safetensors form (SPEC sections 1-2).
+// and their safetensors form (docs/method.md sections 1-2).
 //
-// A checkpoint explains itself: `__metadata__.config` holds the ViTConfig (SPEC keys) and
+// A checkpoint explains itself: `__metadata__.config` holds the ViTConfig (the format's keys) and
 // `__metadata__.structure` the branch/join state, e.g.
 //   {"kind":"branched","branches":4,"attn":[1,1,0.5],"ffn":[0.2,0,0]}
 // A file without `structure` is a plain ViT (a timm/DeiT checkpoint, say). Other metadata
@@ -31,7 +31,7 @@ export type Structure =
   | { kind: 'plain' }
   /**
    * `depth / branches` blocks of `branches` consecutive layers. `attn[b]` and `ffn[b]` are the
-   * join coefficients a_b and f_b of block b (SPEC section 2).
+   * join coefficients a_b and f_b of block b (docs/method.md section 2).
    */
   | { kind: 'branched'; branches: number; attn: number[]; ffn: number[] }
   /** A plain ViT produced by folding a `branches`-branch model of depth `source_depth`. */
@@ -88,7 +88,7 @@ export function validateStructure(cfg: ViTConfig, s: Structure, where: string): 
         if (f > 0 && s.attn[b] !== 1) {
           throw new ModelError(
             `${where}: block ${b}: ffn coefficient f=${f} > 0 requires the attention coefficient ` +
-              `a=1 (got a=${s.attn[b]}); otherwise the FFN input y depends on itself (SPEC section 2)`,
+              `a=1 (got a=${s.attn[b]}); otherwise the FFN input y depends on itself (docs/method.md section 2)`,
           );
         }
       });
@@ -120,7 +120,7 @@ export interface LoadOptions {
   notes?: string[];
 }
 
-/** Infers a config from timm tensor shapes (SPEC: head_dim = embed_dim / num_heads). */
+/** Infers a config from timm tensor shapes (head_dim = embed_dim / num_heads, as timm). */
 function inferConfig(file: SafetensorsFile, where: string, opts: LoadOptions): ViTConfig {
   const shape = (name: string, rank: number): number[] => {
     const t = file.tensors.get(name);
@@ -293,7 +293,7 @@ export function describeStructure(s: Structure, cfg: ViTConfig): string {
 }
 
 /**
- * Regroups a plain model's layers into blocks of `branches` consecutive layers (SPEC section 2:
+ * Regroups a plain model's layers into blocks of `branches` consecutive layers (docs/method.md section 2:
  * the parameters are exactly the plain ViT's). Coefficients default to 0: the deep model.
  * Returns a new model that shares no arrays with the input.
  */

@@ -1,4 +1,4 @@
-// Parameter names and shapes of the plain ViT (SPEC section 1, timm names), random init.
+// Parameter names and shapes of the plain ViT (docs/method.md section 1, timm names), random init.
 //
 // `paramSpecs` is the single source of truth for what a model file must contain: the loader
 // checks files against it, init fills it, `info` counts it.

@@ -1,6 +1,6 @@
-// Float64 reference forward of the plain ViT (SPEC section 1) and of the branched model with
-// join coefficients (SPEC section 2). Simple over fast: it exists to verify folds and to test
-// the ONNX engine against, so every step is written as the SPEC states it, one image at a time.
+// Float64 reference forward of the plain ViT (docs/method.md section 1) and of the branched model with
+// join coefficients (docs/method.md section 2). Simple over fast: it exists to verify folds and to test
+// the ONNX engine against, so every step is written as docs/method.md states it, one image at a time.
 //
 // Bit-exactness that tests rely on: with a_b = f_b = 0 the branched block performs exactly the
 // deep model's operations in the same order (the mixing step passes `r` through untouched), so
@@ -154,7 +154,7 @@ function mix(c: number, x: Float64Array, r: Float64Array): Float64Array {
   return out;
 }
 
-/** One branched block (SPEC section 2); x [T, D] is the block input. */
+/** One branched block (docs/method.md section 2); x [T, D] is the block input. */
 function branchedBlock(cfg: ViTConfig, ws: LayerWeights[], a: number, f: number, x: Float64Array, T: number): Float64Array {
   const k = ws.length;
   // With a = 1 each A_j reads x: compute once, use for y and for the stream.
@@ -204,7 +204,7 @@ function embed(cfg: ViTConfig, params: Params, img: Float64Array, off: number): 
 
 /**
  * Logits [B, num_classes] for input x [B, C, S, S]. Plain and folded models run their layers in
- * sequence; branched models run SPEC section 2 with their join coefficients (or `opts.join`).
+ * sequence; branched models run docs/method.md section 2 with their join coefficients (or `opts.join`).
  */
 export function referenceForward(model: Model, x: Tensor, opts: ForwardOptions = {}): Tensor {
   const cfg = model.config;

@@ -1,4 +1,4 @@
-// Verification of a fold (SPEC section 3): the fully joined branched model and its fold must
+// Verification of a fold (docs/method.md section 3): the fully joined branched model and its fold must
 // give the same logits. Both run in the float64 reference.
 
 import type { Model } from './model.js';

@@ -1,4 +1,4 @@
-// `vitfold bench` (issue 5): latency, throughput and peak memory of a deep ViT's exports and of
+// `vitfold bench`: latency, throughput and peak memory of a deep ViT's exports and of
 // its folds, at several precisions, batches and thread counts, against the baselines users run
 // today, measured in the same run:
 //   - ORT (onnxruntime-node) running a torch.onnx.export of the deep model (bench/peers);
@@ -126,7 +126,7 @@ function peersDir(): string | undefined {
   return existsSync(join(d, 'vit_torch.py')) ? d : undefined;
 }
 
-/** Debian's python3 (python3-torch), not a pyenv one; OpenBLAS's OpenMP build goes first (DEVELOPERS.md). */
+/** Debian's python3 (python3-torch), not a pyenv one; OpenBLAS's OpenMP build goes first. */
 export const PYTHON = '/usr/bin/python3';
 export const OPENBLAS_OMP = '/usr/lib/x86_64-linux-gnu/openblas-openmp';
 

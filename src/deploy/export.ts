@@ -1,4 +1,4 @@
-// Inference export (issue 5, fp32 part): an ONNX graph of a plain or folded model tuned for
+// Inference export: an ONNX graph of a plain or folded model tuned for
 // ONNX Runtime, validated against the float64 reference after writing.
 //
 //   - weights baked as [in, out] (ORT pre-packs constant MatMul operands), single-op

@@ -1,4 +1,4 @@
-// ORT profiles of inference graphs (issue 5's analysis, `npm run bench:profile`): the Chrome
+// ORT profiles of inference graphs (`npm run bench:profile`): the Chrome
 // trace events that onnxruntime-node writes to a file and onnxruntime-web to stdout, summarized
 // per op type, with the share the matrix products take. No runtime imports: the runtimes'
 // adapters (runtime/ort.ts, runtime/ort-web.ts) produce the text, this reads it.

@@ -1,4 +1,4 @@
-// ViT forward graphs (SPEC sections 1-2) built with the Graph builder.
+// ViT forward graphs (docs/method.md sections 1-2) built with the Graph builder.
 //
 // The residual stream is kept 2-D, [B*T, D], so every linear layer is one Gemm reading timm's
 // [out, in] weight with transB (no runtime transposes) and a fused bias. Attention reshapes to
@@ -17,7 +17,7 @@
 //   'attn'  f_b = 0, a_b in [0, 1]: A_j reads r + a (x - r); F_j reads r.
 //   'ffn'   a_b = 1, f_b in [0, 1]: every A_j reads x, computed once (they feed both y and the
 //           stream); F_j reads r + f (y - r).
-// SPEC section 2 allows f_b > 0 only once a_b = 1, so every valid state has one graph; the
+// docs/method.md section 2 allows f_b > 0 only once a_b = 1, so every valid state has one graph; the
 // split avoids computing attention twice. A schedule that moves a block from 'attn' to 'ffn'
 // switches to the next graph.
 
@@ -439,7 +439,7 @@ class VitBuilder {
   }
 
   /**
-   * One block of SPEC section 2 in the given phase; x [B*T, D] is the block input. With clsOnly
+   * One block of docs/method.md section 2 in the given phase; x [B*T, D] is the block input. With clsOnly
    * it returns the class tokens' output [B, D], computing per-token work for them alone where
    * nothing else reads it: the last layer in phase 'attn'; every layer after the attentions
    * (which read only x) in phase 'ffn'.

@@ -1,4 +1,4 @@
-// Schedules as pure functions of training progress (SPEC section 2; nanoGPT's get_lr).
+// Schedules as pure functions of training progress (docs/method.md section 2; nanoGPT's get_lr).
 //
 // Join schedule: progress p in [0, 1] -> every block's (a_b, f_b). Inside the window
 // [start, end], each block's attention coefficient ramps 0 -> 1, then its FFN coefficient

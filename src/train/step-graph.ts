@@ -3,7 +3,7 @@
 //
 // Parameters and the AdamW moments live in three flat buffers [P] that go in as inputs and
 // come back as outputs. AdamW therefore runs as ~15 element-wise ops over the whole buffer
-// instead of ~10 ops per tensor (the DEVELOPERS.md headroom). Weight decay follows timm: linear
+// instead of ~10 ops per tensor. Weight decay follows timm: linear
 // and patch weights decay; biases, norms, class token and position embedding do not.
 //
 // Update (PyTorch AdamW, step t >= 1):

@@ -1,5 +1,5 @@
 // `vitfold train`: a branched ViT trained while its join coefficients move from 0 to 1 on a
-// schedule (SPEC section 2), then folded, verified and evaluated (SPEC section 3).
+// schedule (docs/method.md section 2), then folded, verified and evaluated (docs/method.md section 3).
 //
 // Run directory:
 //   config.json          the TrainConfig (what `--resume` continues)
