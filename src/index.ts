@@ -13,6 +13,8 @@ export { erf, gelu } from './core/erf.js';
 export { Rng } from './core/rng.js';
 export { toHalfBits, fromHalfBits } from './core/half.js';
 export * from './io.js';
+export { VitfoldError, fileSystemError } from './core/errors.js';
+export { RunDirError, readCheckpoint, readRunLog, CHECKPOINT_FILE, type Checkpoint } from './train/checkpoint.js';
 export { Predictor, lossAndGradients, type PredictOptions, type GradientOptions, type LossAndGradients } from './model/engine.js';
 export { exportModel, buildExportGraph, exportableModel, PRECISIONS, EXPORT_OPSETS, EXPORT_TOLERANCE, type Precision, type ExportOptions, type ExportResult } from './deploy/export.js';
 export { runBench, formatBench, benchSvg, modelsAtDepths, type BenchOptions, type BenchResult, type BenchRow } from './deploy/bench.js';

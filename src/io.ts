@@ -99,6 +99,9 @@ export function writeFileAtomic(path: string, bytes: Uint8Array | string): void 
     renameSync(tmp, path);
   } catch (e) {
     rmSync(tmp, { force: true });
+    // Name the file the user asked for, not our temp file.
+    const err = e as NodeJS.ErrnoException;
+    if (err && typeof err === 'object' && err.path === tmp) Object.assign(err, { path, syscall: 'write', dest: undefined });
     throw e;
   }
   writePoint(`renamed to ${basename(path)}`);

@@ -55,7 +55,7 @@ describe('a header cannot ask for unbounded memory or time', () => {
     ['img_size 65536, patch 256', { __metadata__: { config: config({ img_size: 65536, patch_size: 256 }) } }, 0, /img_size 65536 is above vitfold's limit of 4096/],
     ['img_size 2^20', { __metadata__: { config: config({ img_size: 2 ** 20, patch_size: 1 }) } }, 0, /img_size 1048576 is above/],
     ['4096 x 4 patches', { __metadata__: { config: config({ img_size: 4096, patch_size: 4 }) } }, 0, /1048576 patches .* above vitfold's limit of 4096/],
-    ['depth 1000 in 64 bytes', { __metadata__: { config: config({ depth: 1000 }) }, 'cls_token': { dtype: 'F32', shape: [1, 1, 16], data_offsets: [0, 64] } }, 64, /needs 2,225,290 parameters, but the file's tensors hold at most 32 values/],
+    ['depth 1000 in 64 bytes', { __metadata__: { config: config({ depth: 1000 }) }, 'cls_token': { dtype: 'F32', shape: [1, 1, 16], data_offsets: [0, 64] } }, 64, /the config needs 2,225,290 parameters, but the file's tensors hold at most 32 values/],
   ];
   for (const [name, header, bytes, message] of cases) {
     test(name, async () => {
@@ -236,4 +236,18 @@ test('too few training images for one batch is a clean error, and leaves no chec
   assert.equal(r.code, 2, r.err);
   assert.match(r.err, /8 training images make no full batch of 16: use a smaller --batch or more images/);
   assert.ok(!existsSync(join(out, 'checkpoint.json')) && !existsSync(join(out, 'last.safetensors')) && !existsSync(join(out, 'lock')));
+});
+
+test('filesystem errors name the path the user gave and exit 2, no stack trace', async () => {
+  const dir = tmpDir();
+  const cases: [string[], RegExp][] = [
+    [['init', '--preset', 'vit-28-p7', '--out', join(dir, 'no', 'such', 'x.safetensors')], /^vitfold: error: cannot write .*\/no\/such\/x.safetensors: no such file or directory \(ENOENT\)\n$/],
+    [['init', '--preset', 'vit-28-p7', '--out', dir], new RegExp(`^vitfold: error: cannot write ${dir}: is a directory \\(EISDIR\\)\\n$`)],
+    [['info', dir], new RegExp(`^vitfold: error: ${dir}: cannot read: is a directory\\n$`)],
+  ];
+  for (const [args, message] of cases) {
+    const r = await vitfold(...args);
+    assert.equal(r.code, 2, `${args.join(' ')}: ${r.err}`);
+    assert.match(r.err, message);
+  }
 });

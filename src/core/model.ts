@@ -193,16 +193,11 @@ export function modelFromSafetensors(file: SafetensorsFile, where: string, opts:
   const structure: Structure =
     meta.structure !== undefined ? parseStructure(meta.structure, config, where) : { kind: 'plain' };
 
-  // The file's size bounds the model: a header cannot make us build or decode more than it holds.
+  // The config's sizes are bounded (validateConfig), so listing what it expects is cheap; the
+  // file's bytes bound what it can hold, which says at once when a header claims too much.
   const expectedCount = paramCount(config);
   let fileElements = 0;
   for (const t of file.tensors.values()) fileElements += t.bytes.byteLength / 2; // F16 and BF16 hold the most per byte
-  if (expectedCount > fileElements) {
-    throw new ModelError(
-      `${where}: its config (${describeConfig(config)}) needs ${expectedCount.toLocaleString('en-US')} parameters, ` +
-        `but the file's tensors hold at most ${Math.floor(fileElements).toLocaleString('en-US')} values: the config does not describe these tensors`,
-    );
-  }
   const problems: string[] = [];
   const params: Params = new Map();
   const expected = paramSpecs(config);
@@ -240,8 +235,12 @@ export function modelFromSafetensors(file: SafetensorsFile, where: string, opts:
   if (problems.length) {
     const shown = problems.slice(0, 12);
     const more = problems.length > shown.length ? `\n  ... and ${problems.length - shown.length} more` : '';
+    const size =
+      expectedCount > fileElements
+        ? `\n  the config needs ${expectedCount.toLocaleString('en-US')} parameters, but the file's tensors hold at most ${Math.floor(fileElements).toLocaleString('en-US')} values`
+        : '';
     throw new ModelError(
-      `${where}: does not match a ViT with ${describeConfig(config)}:\n  ${shown.join('\n  ')}${more}`,
+      `${where}: does not match a ViT with ${describeConfig(config)}:${size}\n  ${shown.join('\n  ')}${more}`,
     );
   }
   for (const [name, t] of params) {

@@ -145,7 +145,7 @@ export function resultsMarkdown(r: ExperimentResults): string {
   const lines = [
     `**${r.title}**`,
     '',
-    `| model (inference shape) | how | top-1 % (mean ± std) | seeds | train s | wall s | images seen | latency ms${base ? ' (x deep)' : ''} |`,
+    `| model (inference shape) | how | top-1 % (mean ± std) | top-1 per seed | train s | wall s | images seen | latency ms${base ? ' (x deep)' : ''} |`,
     '|---|---|---|---|---|---|---|---|',
   ];
   if (r.teacher) lines.push(`| ${r.teacher.shape} | the deep model (teacher) | ${pct(r.teacher.top1)} | 1 | ${r.teacher.trainSeconds.toFixed(0)} | - | ${k(r.teacher.imagesSeen)} | ${lat(r.teacher.latencyMs)} |`);

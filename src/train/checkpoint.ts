@@ -20,7 +20,7 @@ import { createHash } from 'node:crypto';
 import { closeSync, copyFileSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, truncateSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { VitfoldError } from '../core/errors.js';
-import { syncDir, tempPath, writeFileAtomic, writeFileSynced, writePoint } from '../io.js';
+import { sameFile, syncDir, tempPath, writeFileAtomic, writeFileSynced, writePoint } from '../io.js';
 
 export class RunDirError extends VitfoldError {
   override name = 'RunDirError';
@@ -128,6 +128,8 @@ export function publish(runDir: string, c: Checkpoint): void {
   // A hard link costs no space (a checkpoint of a large model is hundreds of MB); a copy where
   // the filesystem has no links. Resume checks hashes, so an edited copy cannot leak back in.
   const copy = (from: string, to: string) => {
+    // Already published (rename of one link onto another link of the same file does nothing).
+    if (sameFile(from, to)) return;
     const tmp = tempPath(to);
     try {
       try {
