@@ -5,6 +5,9 @@ import { dirname, resolve, sep } from 'node:path';
 import { VitfoldError } from '../core/errors.js';
 import { sameFile } from '../io.js';
 
+/** Exit codes: 0 ok, 1 a check failed (verify or export above tolerance), 2 bad input or usage, 3 a bug. */
+export const EXIT = { checkFailed: 1, badInput: 2, internal: 3 } as const;
+
 /** A usage error the CLI reports itself (exit 2). */
 export class CliError extends VitfoldError {
   override name = 'CliError';

@@ -75,12 +75,6 @@ export function shapeStr(s: Shape): string {
   return `[${s.map(dimStr).join(', ')}]`;
 }
 
-function mulDims(a: Dim, b: Dim): Dim {
-  if (typeof a === 'number' && typeof b === 'number') return a * b;
-  if (typeof a !== 'number' && typeof b !== 'number') throw new GraphError('B*B dims are not supported');
-  return typeof a === 'number' ? { b: (b as { b: number }).b * a } : { b: a.b * (b as number) };
-}
-
 /** Product of a shape as (constant factor, whether B appears). */
 function volume(s: Shape): { c: number; hasB: boolean } {
   let c = 1;
