@@ -2,7 +2,7 @@
 
 import { Command, Option } from 'commander';
 import { CliError, positiveInt, refuseOverwrite } from './args.js';
-import { toBranched } from '../core/model.js';
+import { toBranched, type JoinCoefficients } from '../core/model.js';
 import { type Tensor } from '../core/params.js';
 import { loadModel, writeFloatTensors } from '../io.js';
 import { defaultNormalization, parseNormalization, softmaxRow, topK } from '../core/preprocess.js';
@@ -45,7 +45,7 @@ Examples:
         }
         if (model.structure.kind !== 'branched') model = toBranched(model, o.branches, {}, path);
       }
-      let join: { attn: number[]; ffn: number[] } | undefined;
+      let join: JoinCoefficients | undefined;
       if (o.joinAttn !== undefined || o.joinFfn !== undefined) {
         const s = model.structure;
         if (s.kind !== 'branched') throw new CliError(`${path}: --join-attn/--join-ffn need a branched model (or --branches k)`);

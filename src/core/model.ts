@@ -26,6 +26,36 @@ import {
   type SafetensorsFile,
 } from './safetensors.js';
 
+/** Join coefficients per block (docs/method.md section 2): attn[b] = a_b, ffn[b] = f_b. */
+export interface JoinCoefficients {
+  attn: number[];
+  ffn: number[];
+}
+
+/**
+ * Checks one coefficient set for a model of `blocks` blocks: one value per block and kind, each in
+ * [0, 1], and f_b > 0 only once a_b = 1 (otherwise the FFN input y depends on itself).
+ */
+export function validateJoin(j: JoinCoefficients, blocks: number, where: string, field = '', blocksWhy = ''): JoinCoefficients {
+  for (const [key, arr] of [['attn', j.attn], ['ffn', j.ffn]] as const) {
+    if (!Array.isArray(arr) || arr.length !== blocks) {
+      throw new ModelError(`${where}: ${field}${key} must list ${blocks} join coefficients (one per block${blocksWhy}), got ${JSON.stringify(arr)}`);
+    }
+    arr.forEach((c, b) => {
+      if (typeof c !== 'number' || !(c >= 0 && c <= 1)) throw new ModelError(`${where}: block ${b}: ${key} join coefficient ${JSON.stringify(c)} is not in [0, 1]`);
+    });
+  }
+  j.ffn.forEach((f, b) => {
+    if (f > 0 && j.attn[b] !== 1) {
+      throw new ModelError(
+        `${where}: block ${b}: ffn coefficient f=${f} > 0 requires the attention coefficient ` +
+          `a=1 (got a=${j.attn[b]}); otherwise the FFN input y depends on itself (docs/method.md section 2)`,
+      );
+    }
+  });
+  return j;
+}
+
 export type Structure =
   /** A plain ViT: `depth` sequential layers. */
   | { kind: 'plain' }
@@ -33,7 +63,7 @@ export type Structure =
    * `depth / branches` blocks of `branches` consecutive layers. `attn[b]` and `ffn[b]` are the
    * join coefficients a_b and f_b of block b (docs/method.md section 2).
    */
-  | { kind: 'branched'; branches: number; attn: number[]; ffn: number[] }
+  | ({ kind: 'branched'; branches: number } & JoinCoefficients)
   /** A plain ViT produced by folding a `branches`-branch model of depth `source_depth`. */
   | { kind: 'folded'; branches: number; source_depth: number };
 
@@ -70,28 +100,7 @@ export function validateStructure(cfg: ViTConfig, s: Structure, where: string): 
       return s;
     case 'branched': {
       validateBranches(cfg, s.branches, where);
-      const L = cfg.depth / s.branches;
-      for (const [key, arr] of [['attn', s.attn], ['ffn', s.ffn]] as const) {
-        if (!Array.isArray(arr) || arr.length !== L) {
-          throw new ModelError(
-            `${where}: structure.${key} must list ${L} join coefficients (one per block: depth ` +
-              `${cfg.depth} / ${s.branches} branches), got ${JSON.stringify(arr)}`,
-          );
-        }
-        arr.forEach((c, b) => {
-          if (typeof c !== 'number' || !(c >= 0 && c <= 1)) {
-            throw new ModelError(`${where}: block ${b}: ${key} join coefficient ${JSON.stringify(c)} is not in [0, 1]`);
-          }
-        });
-      }
-      s.ffn.forEach((f, b) => {
-        if (f > 0 && s.attn[b] !== 1) {
-          throw new ModelError(
-            `${where}: block ${b}: ffn coefficient f=${f} > 0 requires the attention coefficient ` +
-              `a=1 (got a=${s.attn[b]}); otherwise the FFN input y depends on itself (docs/method.md section 2)`,
-          );
-        }
-      });
+      validateJoin(s, cfg.depth / s.branches, where, 'structure.', `: depth ${cfg.depth} / ${s.branches} branches`);
       return s;
     }
   }

@@ -8,14 +8,9 @@
 
 import { numPatches, numTokens, type ViTConfig } from './config.js';
 import { gelu } from './erf.js';
-import type { Model } from './model.js';
-import { ModelError } from './model.js';
+import type { JoinCoefficients, Model } from './model.js';
+import { ModelError, validateJoin } from './model.js';
 import type { Params, Tensor } from './params.js';
-
-export interface JoinCoefficients {
-  attn: number[];
-  ffn: number[];
-}
 
 export interface ForwardOptions {
   /** Overrides a branched model's join coefficients (one per block). */
@@ -219,14 +214,7 @@ export function referenceForward(model: Model, x: Tensor, opts: ForwardOptions =
   const s = model.structure;
   let join: JoinCoefficients | null = null;
   if (s.kind === 'branched') {
-    join = opts.join ?? { attn: s.attn, ffn: s.ffn };
-    const L = cfg.depth / s.branches;
-    if (join.attn.length !== L || join.ffn.length !== L) {
-      throw new ModelError(`join coefficients must list ${L} values per kind (one per block)`);
-    }
-    join.ffn.forEach((f, b) => {
-      if (f > 0 && join!.attn[b] !== 1) throw new ModelError(`block ${b}: ffn coefficient ${f} > 0 needs attn coefficient 1`);
-    });
+    join = validateJoin(opts.join ?? { attn: s.attn, ffn: s.ffn }, cfg.depth / s.branches, 'join coefficients');
   } else if (opts.join) {
     throw new ModelError(`join coefficients given, but the model is ${s.kind}, not branched`);
   }

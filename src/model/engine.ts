@@ -7,7 +7,7 @@
 
 import { toHalfArray } from '../core/half.js';
 import type { ViTConfig } from '../core/config.js';
-import type { Model } from '../core/model.js';
+import type { JoinCoefficients, Model } from '../core/model.js';
 import { paramSpecs, type Params, type Tensor } from '../core/params.js';
 import { gradients } from '../graph/autodiff.js';
 import { B, Graph, type Dim, type Value } from '../graph/graph.js';
@@ -102,7 +102,7 @@ export function flatBinding(g: Graph, flat: Value, layout: ParamLayout): { bind:
 }
 
 /** The graph structure for a model's (or overriding) join state. */
-export function graphStructureOf(model: Model, join?: { attn: number[]; ffn: number[] }): { structure: GraphStructure; attn?: number[]; ffn?: number[] } {
+export function graphStructureOf(model: Model, join?: JoinCoefficients): { structure: GraphStructure; attn?: number[]; ffn?: number[] } {
   const s = model.structure;
   if (s.kind !== 'branched') {
     if (join) throw new Error(`join coefficients given, but the model is ${s.kind}, not branched`);
@@ -135,7 +135,7 @@ function floatArray(dtype: FloatType, values: ArrayLike<number>): Float32Array |
 }
 
 /** Builds the inference graph of a model: input x [batch, C, S, S] -> logits [batch, K]. */
-export function buildPredictGraph(model: Model, opts: { dtype?: FloatType; batch?: Dim; join?: { attn: number[]; ffn: number[] } } = {}): { graph: Graph; structure: GraphStructure; attn?: number[]; ffn?: number[] } {
+export function buildPredictGraph(model: Model, opts: { dtype?: FloatType; batch?: Dim; join?: JoinCoefficients } = {}): { graph: Graph; structure: GraphStructure; attn?: number[]; ffn?: number[] } {
   const dtype = opts.dtype ?? 'float32';
   const cfg = model.config;
   const g = new Graph('vitfold_predict', { dtype });
@@ -151,7 +151,7 @@ export function buildPredictGraph(model: Model, opts: { dtype?: FloatType; batch
 export interface PredictOptions extends SessionOptions {
   dtype?: FloatType;
   /** Overrides a branched model's join coefficients. */
-  join?: { attn: number[]; ffn: number[] };
+  join?: JoinCoefficients;
 }
 
 /** Runs a model's forward pass in ONNX Runtime. */
@@ -160,7 +160,7 @@ export class Predictor {
     private readonly session: Session,
     private readonly dtype: FloatType,
     private readonly cfg: ViTConfig,
-    private readonly join?: { attn: number[]; ffn: number[] },
+    private readonly join?: JoinCoefficients,
   ) {}
 
   static async create(model: Model, opts: PredictOptions = {}): Promise<Predictor> {
@@ -204,7 +204,7 @@ export function oneHotTargets(labels: number[], numClasses: number, smoothing = 
 export interface GradientOptions extends SessionOptions {
   /** float32 (the engine) or float64 (exact checks; decomposed erf and LayerNorm). */
   dtype?: FloatType;
-  join?: { attn: number[]; ffn: number[] };
+  join?: JoinCoefficients;
   labelSmoothing?: number;
   /** Distillation from the teacher's softened probabilities [B, K] (see trainingLoss). */
   distill?: Distillation & { teacherProbs: Tensor };

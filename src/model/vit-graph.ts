@@ -22,6 +22,7 @@
 // switches to the next graph.
 
 import { numPatches, numTokens, type ViTConfig } from '../core/config.js';
+import { validateJoin } from '../core/model.js';
 import { Graph, type Dim, type Value } from '../graph/graph.js';
 
 export type JoinPhase = 'attn' | 'ffn';
@@ -103,8 +104,8 @@ export interface ForwardInputs {
 
 /** The phase of each block for given coefficients; throws if a state is invalid. */
 export function phasesFor(attn: number[], ffn: number[]): JoinPhase[] {
+  validateJoin({ attn, ffn }, attn.length, 'join coefficients');
   return attn.map((a, b) => {
-    if (ffn[b] > 0 && a !== 1) throw new Error(`block ${b}: ffn coefficient ${ffn[b]} > 0 needs attn coefficient 1 (got ${a})`);
     return a === 1 && ffn[b] > 0 ? 'ffn' : 'attn';
   });
 }

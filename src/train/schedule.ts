@@ -7,6 +7,7 @@
 // block 0 first. After `end` every coefficient is exactly 1, so the model folds exactly.
 
 import { ConfigError } from '../core/config.js';
+import type { JoinCoefficients } from '../core/model.js';
 
 export type JoinMode = 'none' | 'together' | 'sequential';
 export type RampShape = 'linear' | 'cosine';
@@ -38,7 +39,7 @@ function ramp(p: number, from: number, to: number, shape: RampShape): number {
 }
 
 /** Join coefficients of `blocks` blocks at progress p (0 = start of training, 1 = end). */
-export function joinCoefficients(s: JoinSchedule, blocks: number, p: number): { attn: number[]; ffn: number[] } {
+export function joinCoefficients(s: JoinSchedule, blocks: number, p: number): JoinCoefficients {
   if (s.mode === 'none') return { attn: new Array(blocks).fill(0), ffn: new Array(blocks).fill(0) };
   const attn: number[] = [];
   const ffn: number[] = [];

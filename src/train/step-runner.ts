@@ -2,7 +2,7 @@
 // session per join-phase pattern (see src/model/vit-graph.ts: a block joins its attention
 // entry first, then its FFN entry; each pattern is one graph, built when first needed).
 
-import type { Model } from '../core/model.js';
+import type { JoinCoefficients, Model } from '../core/model.js';
 import type { Tensor } from '../core/params.js';
 import { toOnnxBytes } from '../graph/onnx.js';
 import { oneHotTargets, ParamLayout, sessionOptionsFor, type FloatType } from '../model/engine.js';
@@ -85,7 +85,7 @@ export class StepRunner {
     this.dropRng = new Rng(opts.seed ?? 0);
   }
 
-  private structureFor(join?: { attn: number[]; ffn: number[] }): GraphStructure {
+  private structureFor(join?: JoinCoefficients): GraphStructure {
     const s = this.model.structure;
     if (s.kind !== 'branched') return { kind: 'plain' };
     if (!join) throw new Error('a branched model needs join coefficients for every step');
@@ -125,7 +125,7 @@ export class StepRunner {
    * With dropPath > 0 the masks are drawn from `dropRng` unless `extras.dropKeep` is given;
    * with distill, `extras.teacherProbs` is required.
    */
-  async run(x: Tensor | HostTensor, targets: Tensor | HostTensor, lr: number, join?: { attn: number[]; ffn: number[] }, extras: StepExtras = {}): Promise<StepResult> {
+  async run(x: Tensor | HostTensor, targets: Tensor | HostTensor, lr: number, join?: JoinCoefficients, extras: StepExtras = {}): Promise<StepResult> {
     const session = await this.session(this.structureFor(join));
     const feeds: Record<string, HostTensor> = {
       params: { shape: [this.layout.total], data: this.params },
