@@ -3,13 +3,13 @@
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { fold, foldAssumingJoined, foldedConfig } from '../src/core/fold.js';
-import { modelFromSafetensors, modelToSafetensors, ModelError, toBranched } from '../src/core/model.js';
-import { paramCount } from '../src/core/params.js';
-import { referenceForward } from '../src/core/reference.js';
-import { parseSafetensors, serializeSafetensors } from '../src/core/safetensors.js';
-import { compareLogits, randomInput } from '../src/core/verify.js';
-import { randomModel, smallConfig } from './helpers.js';
+import { fold, foldAssumingJoined, foldedConfig } from '../../src/core/fold.js';
+import { modelFromSafetensors, modelToSafetensors, ModelError, toBranched } from '../../src/core/model.js';
+import { paramCount } from '../../src/core/params.js';
+import { referenceForward } from '../../src/core/reference.js';
+import { parseSafetensors, serializeSafetensors } from '../../src/core/safetensors.js';
+import { compareLogits, randomInput } from '../../src/core/verify.js';
+import { randomModel, smallConfig } from '../helpers.js';
 
 const configs = [
   { name: 'hd != D/H, depth 6', cfg: smallConfig(), ks: [1, 2, 3, 6] },

@@ -5,15 +5,15 @@
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { numTokens, type ViTConfig } from '../src/core/config.js';
-import { Rng } from '../src/core/rng.js';
-import { gradients } from '../src/graph/autodiff.js';
-import { Graph } from '../src/graph/graph.js';
-import { toOnnxBytes } from '../src/graph/onnx.js';
-import { flatBinding, initializerBinding, ParamLayout } from '../src/model/engine.js';
-import { buildForward, crossEntropy, phasesFor, type GraphStructure } from '../src/model/vit-graph.js';
-import { Session } from '../src/runtime/ort.js';
-import { smallConfig } from './helpers.js';
+import { numTokens, type ViTConfig } from '../../src/core/config.js';
+import { Rng } from '../../src/core/rng.js';
+import { gradients } from '../../src/graph/autodiff.js';
+import { Graph } from '../../src/graph/graph.js';
+import { toOnnxBytes } from '../../src/graph/onnx.js';
+import { flatBinding, initializerBinding, ParamLayout } from '../../src/model/engine.js';
+import { buildForward, crossEntropy, phasesFor, type GraphStructure } from '../../src/model/vit-graph.js';
+import { Session } from '../../src/runtime/ort.js';
+import { smallConfig } from '../helpers.js';
 
 interface Case {
   name: string;

@@ -3,8 +3,8 @@
 // input JSON ({shape, data}). Prints one JSON line {saturates, logits: number[][]}.
 
 import { readFileSync } from 'node:fs';
-import { int8PairsSaturate } from '../src/deploy/cpu.js';
-import { Session } from '../src/runtime/ort.js';
+import { int8PairsSaturate } from '../../src/deploy/cpu.js';
+import { Session } from '../../src/runtime/ort.js';
 
 const [inputFile, ...models] = process.argv.slice(2);
 const x = JSON.parse(readFileSync(inputFile, 'utf8')) as { shape: number[]; data: number[] };

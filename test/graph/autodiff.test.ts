@@ -3,11 +3,11 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { createRequire } from 'node:module';
-import { DIFFERENTIABLE_OPS, gradients } from '../src/graph/autodiff.js';
-import { Graph, type Value } from '../src/graph/graph.js';
-import { toOnnxBytes } from '../src/graph/onnx.js';
-import { Session } from '../src/runtime/ort.js';
-import { checkGradients, type InputSpec } from './graph-helpers.js';
+import { DIFFERENTIABLE_OPS, gradients } from '../../src/graph/autodiff.js';
+import { Graph, type Value } from '../../src/graph/graph.js';
+import { toOnnxBytes } from '../../src/graph/onnx.js';
+import { Session } from '../../src/runtime/ort.js';
+import { checkGradients, type InputSpec } from '../graph-helpers.js';
 
 const TOL = 1e-7;
 type Case = [string, InputSpec[], (g: Graph, x: Value[]) => Value];

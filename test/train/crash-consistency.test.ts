@@ -8,7 +8,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { REPO, tmpDir, writeDataset } from './helpers.js';
+import { REPO, tmpDir, writeDataset } from '../helpers.js';
 
 const BIN = join(REPO, 'dist', 'cli', 'main.js');
 

@@ -8,15 +8,15 @@ import { writeFileSync } from 'node:fs';
 import { arch } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { compareLogits, randomInput } from '../src/core/verify.js';
-import { cpuFeatures, parseCpuFlags } from '../src/deploy/cpu.js';
-import { buildExportGraph, EXPORT_ATTENTION } from '../src/deploy/export.js';
-import { INT8_WEIGHTS, int8GraphOverflows, PAIR_LIMIT, pairOverflows, quantizeColumns, quantizeRows, type Int8Weights } from '../src/deploy/int8.js';
-import { Rng } from '../src/core/rng.js';
-import { toOnnxBytes } from '../src/graph/onnx.js';
-import { loadModel } from '../src/io.js';
-import { Session } from '../src/runtime/ort.js';
-import { GOLDEN, REPO, tmpDir } from './helpers.js';
+import { compareLogits, randomInput } from '../../src/core/verify.js';
+import { cpuFeatures, parseCpuFlags } from '../../src/deploy/cpu.js';
+import { buildExportGraph, EXPORT_ATTENTION } from '../../src/deploy/export.js';
+import { INT8_WEIGHTS, int8GraphOverflows, PAIR_LIMIT, pairOverflows, quantizeColumns, quantizeRows, type Int8Weights } from '../../src/deploy/int8.js';
+import { Rng } from '../../src/core/rng.js';
+import { toOnnxBytes } from '../../src/graph/onnx.js';
+import { loadModel } from '../../src/io.js';
+import { Session } from '../../src/runtime/ort.js';
+import { GOLDEN, REPO, tmpDir } from '../helpers.js';
 
 const GOLDEN_MODELS = ['deep', 'folded-k2', 'folded-k3', 'folded-k4', 'folded-k6'];
 
@@ -148,7 +148,7 @@ test('on an emulated AVX2-only CPU, paired int8 exports compute what this CPU co
     here[mode] = Float64Array.from((await s.run({ x: { shape: x.shape, data: Float32Array.from(x.data) } })).logits.data as Float32Array);
     await s.release();
   }
-  const r = spawnSync(QEMU, ['-cpu', 'EPYC-Rome', process.execPath, '--import', 'tsx', join(REPO, 'test', 'int8-child.ts'), input, files.paired, files.full], { encoding: 'utf8', cwd: REPO, timeout: 120_000 });
+  const r = spawnSync(QEMU, ['-cpu', 'EPYC-Rome', process.execPath, '--import', 'tsx', join(REPO, 'test', 'deploy', 'int8-child.ts'), input, files.paired, files.full], { encoding: 'utf8', cwd: REPO, timeout: 120_000 });
   assert.equal(r.status, 0, `emulated child failed: ${r.stderr}`);
   const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as { saturates: boolean; logits: number[][] };
   assert.equal(out.saturates, true, 'the emulated CPU runs the saturating (no VNNI) int8 kernels');

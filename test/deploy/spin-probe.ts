@@ -5,8 +5,8 @@
 // while waitUntilQuiet waits after a run, `waited` how long it waited, `after` the CPU used in
 // the 50 ms after that (each the least of three).
 
-import { peakGraph, waitUntilQuiet } from '../src/deploy/bench.js';
-import { Session } from '../src/runtime/ort.js';
+import { peakGraph, waitUntilQuiet } from '../../src/deploy/bench.js';
+import { Session } from '../../src/runtime/ort.js';
 
 const cpuMsOf = async (wait: () => Promise<unknown>) => {
   const c0 = process.cpuUsage();

@@ -5,12 +5,12 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { modelFromSafetensors, modelToSafetensors, ModelError, toBranched } from '../src/core/model.js';
-import { paramSpecs } from '../src/core/params.js';
-import { referenceForward } from '../src/core/reference.js';
-import { encodeFloat, encodeInt64, parseSafetensors, serializeSafetensors, type SafetensorsFile } from '../src/core/safetensors.js';
-import { randomInput } from '../src/core/verify.js';
-import { GOLDEN, randomModel, smallConfig } from './helpers.js';
+import { modelFromSafetensors, modelToSafetensors, toBranched } from '../../src/core/model.js';
+import { paramSpecs } from '../../src/core/params.js';
+import { referenceForward } from '../../src/core/reference.js';
+import { encodeFloat, encodeInt64, parseSafetensors, serializeSafetensors, type SafetensorsFile } from '../../src/core/safetensors.js';
+import { randomInput } from '../../src/core/verify.js';
+import { GOLDEN, randomModel, smallConfig } from '../helpers.js';
 
 const deepFile = () => parseSafetensors(new Uint8Array(readFileSync(join(GOLDEN, 'deep.safetensors'))), 'deep.safetensors');
 

@@ -6,22 +6,22 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { evenlySpacedLayers, keepLayers } from '../src/core/layers.js';
-import { toBranched } from '../src/core/model.js';
-import { referenceForward } from '../src/core/reference.js';
-import { Rng } from '../src/core/rng.js';
-import { randomInput } from '../src/core/verify.js';
-import { Graph } from '../src/graph/graph.js';
-import { toOnnxBytes } from '../src/graph/onnx.js';
-import { loadModel, saveModel } from '../src/io.js';
-import { lossAndGradients, oneHotTargets, Predictor } from '../src/model/engine.js';
-import { trainingLoss } from '../src/model/vit-graph.js';
-import { Session } from '../src/runtime/ort.js';
-import { softTargets, Teacher } from '../src/train/distill.js';
-import { planShrink, shrinkStart } from '../src/train/shrink.js';
-import { StepRunner } from '../src/train/step-runner.js';
-import { checkGradients } from './graph-helpers.js';
-import { maxAbsDiff, randomModel, REPO, smallConfig, tmpDir, writeDataset } from './helpers.js';
+import { evenlySpacedLayers, keepLayers } from '../../src/core/layers.js';
+import { toBranched } from '../../src/core/model.js';
+import { referenceForward } from '../../src/core/reference.js';
+import { Rng } from '../../src/core/rng.js';
+import { randomInput } from '../../src/core/verify.js';
+import { Graph } from '../../src/graph/graph.js';
+import { toOnnxBytes } from '../../src/graph/onnx.js';
+import { loadModel, saveModel } from '../../src/io.js';
+import { lossAndGradients, oneHotTargets, Predictor } from '../../src/model/engine.js';
+import { trainingLoss } from '../../src/model/vit-graph.js';
+import { Session } from '../../src/runtime/ort.js';
+import { softTargets, Teacher } from '../../src/train/distill.js';
+import { planShrink, shrinkStart } from '../../src/train/shrink.js';
+import { StepRunner } from '../../src/train/step-runner.js';
+import { checkGradients } from '../graph-helpers.js';
+import { maxAbsDiff, randomModel, REPO, smallConfig, tmpDir, writeDataset } from '../helpers.js';
 
 const cfg = smallConfig(); // depth 6: k = 2, 3 or 6
 

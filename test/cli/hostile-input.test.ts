@@ -9,14 +9,14 @@ import { cpSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import sharp from 'sharp';
-import { VitfoldError } from '../src/core/errors.js';
-import { fold } from '../src/core/fold.js';
-import { flopsPerImage } from '../src/core/flops.js';
-import { modelFromSafetensors, toBranched } from '../src/core/model.js';
-import { Rng } from '../src/core/rng.js';
-import { parseSafetensors } from '../src/core/safetensors.js';
-import { saveModel } from '../src/io.js';
-import { randomModel, REPO, smallConfig, tmpDir, writeDataset } from './helpers.js';
+import { VitfoldError } from '../../src/core/errors.js';
+import { fold } from '../../src/core/fold.js';
+import { flopsPerImage } from '../../src/core/flops.js';
+import { modelFromSafetensors, toBranched } from '../../src/core/model.js';
+import { Rng } from '../../src/core/rng.js';
+import { parseSafetensors } from '../../src/core/safetensors.js';
+import { saveModel } from '../../src/io.js';
+import { randomModel, REPO, smallConfig, tmpDir, writeDataset } from '../helpers.js';
 
 const BIN = join(REPO, 'dist', 'cli', 'main.js');
 

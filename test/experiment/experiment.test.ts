@@ -7,10 +7,10 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { niceTicks } from '../src/experiment/results.js';
-import { loadModel } from '../src/io.js';
-import { readSpec } from '../src/experiment/spec.js';
-import { REPO, tmpDir, writeDataset } from './helpers.js';
+import { niceTicks } from '../../src/experiment/results.js';
+import { loadModel } from '../../src/io.js';
+import { readSpec } from '../../src/experiment/spec.js';
+import { REPO, tmpDir, writeDataset } from '../helpers.js';
 
 const BIN = join(REPO, 'dist', 'cli', 'main.js');
 const vitfold = (...args: string[]) => {

@@ -5,12 +5,12 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { buildExportGraph } from '../src/deploy/export.js';
-import { parseTrace, summarizeTrace, type TraceEvent } from '../src/deploy/profile.js';
-import { toOnnxBytes } from '../src/graph/onnx.js';
-import { Session } from '../src/runtime/ort.js';
-import { profileModelWeb } from '../src/runtime/ort-web.js';
-import { randomModel, smallConfig, tmpDir } from './helpers.js';
+import { buildExportGraph } from '../../src/deploy/export.js';
+import { parseTrace, summarizeTrace, type TraceEvent } from '../../src/deploy/profile.js';
+import { toOnnxBytes } from '../../src/graph/onnx.js';
+import { Session } from '../../src/runtime/ort.js';
+import { profileModelWeb } from '../../src/runtime/ort-web.js';
+import { randomModel, smallConfig, tmpDir } from '../helpers.js';
 
 const run = (ts: number, dur: number): TraceEvent => ({ cat: 'Session', name: 'model_run', ts, dur });
 const node = (ts: number, op: string, dur: number): TraceEvent => ({ cat: 'Node', name: `n_${ts}_kernel_time`, ts, dur, args: { op_name: op } });

@@ -8,15 +8,15 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { preset } from '../src/core/config.js';
-import { exportFlopsPerImage, flopsPerImage } from '../src/core/flops.js';
-import { foldedConfig } from '../src/core/fold.js';
-import { buildExportGraph, EXPORT_ATTENTION } from '../src/deploy/export.js';
-import type { Graph } from '../src/graph/graph.js';
-import { benchSvg, formatBench, modelsAtDepths, peakGraph, runBench, runNodeScript, QUIET_SLICE_MS, timeInterleaved } from '../src/deploy/bench.js';
-import { Session } from '../src/runtime/ort.js';
-import { findChromium } from '../src/deploy/bench-browser.js';
-import { randomModel, REPO, smallConfig, tmpDir } from './helpers.js';
+import { preset } from '../../src/core/config.js';
+import { exportFlopsPerImage, flopsPerImage } from '../../src/core/flops.js';
+import { foldedConfig } from '../../src/core/fold.js';
+import { buildExportGraph, EXPORT_ATTENTION } from '../../src/deploy/export.js';
+import type { Graph } from '../../src/graph/graph.js';
+import { benchSvg, formatBench, modelsAtDepths, peakGraph, runBench, runNodeScript, QUIET_SLICE_MS, timeInterleaved } from '../../src/deploy/bench.js';
+import { Session } from '../../src/runtime/ort.js';
+import { findChromium } from '../../src/deploy/bench-browser.js';
+import { randomModel, REPO, smallConfig, tmpDir } from '../helpers.js';
 
 test('runBench: every depth x precision on node and web, ratios vs the deep fp32 export, memory, JSON, SVG', async () => {
   const deep = randomModel(smallConfig(), 2);
@@ -68,7 +68,7 @@ test('timeInterleaved waits until the process is quiet after each session\'s blo
 test('after a run, a spin-waiting session burns CPU until waitUntilQuiet returns, one without spinning does not; both are quiet afterwards', () => {
   // In a child process that does nothing else. How long a pool spins depends on the CPU (a
   // fixed count of pause instructions), so the bounds are relational, not a duration.
-  const r = runNodeScript<Record<'on' | 'off', { during: number; waited: number; after: number }>>(join(REPO, 'test', 'spin-probe.ts'), [], 'spin probe');
+  const r = runNodeScript<Record<'on' | 'off', { during: number; waited: number; after: number }>>(join(REPO, 'test', 'deploy', 'spin-probe.ts'), [], 'spin probe');
   const show = (m: 'on' | 'off') => `${r[m].during.toFixed(1)} ms of CPU in the ${r[m].waited.toFixed(0)} ms waited`;
   assert.ok(r.on.during > r.off.during + 1, `spinning: ${show('on')}; not spinning: ${show('off')}`);
   assert.ok(r.off.during < 0.2 * r.off.waited + 1, `not spinning: ${show('off')}`);

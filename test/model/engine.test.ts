@@ -5,14 +5,14 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { toBranched, type Model } from '../src/core/model.js';
-import { decodeFloat } from '../src/core/safetensors.js';
-import { compareLogits, randomInput } from '../src/core/verify.js';
-import { referenceForward } from '../src/core/reference.js';
-import { fold } from '../src/core/fold.js';
-import { lossAndGradients, Predictor } from '../src/model/engine.js';
-import { loadModel, readFloatTensor, readIntTensor, readSafetensors } from '../src/io.js';
-import { GOLDEN, randomModel, smallConfig } from './helpers.js';
+import { toBranched, type Model } from '../../src/core/model.js';
+import { decodeFloat } from '../../src/core/safetensors.js';
+import { compareLogits, randomInput } from '../../src/core/verify.js';
+import { referenceForward } from '../../src/core/reference.js';
+import { fold } from '../../src/core/fold.js';
+import { lossAndGradients, Predictor } from '../../src/model/engine.js';
+import { loadModel, readFloatTensor, readIntTensor, readSafetensors } from '../../src/io.js';
+import { GOLDEN, randomModel, smallConfig } from '../helpers.js';
 
 const expected = JSON.parse(readFileSync(join(GOLDEN, 'expected.json'), 'utf8')) as {
   cases: { model: string; k: number; lam_attn?: number[]; lam_ffn?: number[]; logits: number[][] }[];

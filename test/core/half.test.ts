@@ -2,7 +2,7 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { fromHalfBits, toHalfBits } from '../src/core/half.js';
+import { fromHalfBits, toHalfBits } from '../../src/core/half.js';
 
 test('toHalfBits: known values, rounding to nearest even, overflow and subnormals', () => {
   const cases: [number, number][] = [

@@ -1,95 +1,15 @@
-// Trainer: schedules, IDX data, exact resume, atomic checkpoints, fold at the end, NaN stop.
+// Trainer: exact resume, the switch to the folded graph, fold at the end, learning, NaN stop.
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, test } from 'node:test';
-import type { ViTConfig } from '../src/core/config.js';
-import { initParams } from '../src/core/params.js';
-import { DataError, loadMnistLike, parseIdx } from '../src/data/idx.js';
-import { loadModel, saveModel } from '../src/io.js';
-import { joinCoefficients, learningRate, validateJoinSchedule, type JoinSchedule } from '../src/train/schedule.js';
-import { train, type TrainConfig } from '../src/train/trainer.js';
-import { idx, REPO, tmpDir, writeDataset } from './helpers.js';
-
-describe('join schedule', () => {
-  const schedules: JoinSchedule[] = [
-    { mode: 'together', shape: 'cosine', start: 0, end: 0.5 },
-    { mode: 'together', shape: 'linear', start: 0.2, end: 0.9 },
-    { mode: 'sequential', shape: 'linear', start: 0, end: 0.6 },
-    { mode: 'sequential', shape: 'cosine', start: 0.1, end: 1 },
-  ];
-  for (const s of schedules) {
-    test(`${s.mode} ${s.shape} [${s.start}, ${s.end}]: monotone, attention before FFN, ends at exactly 1`, () => {
-      const L = 4;
-      let prev = joinCoefficients(s, L, 0);
-      assert.ok([...prev.attn, ...prev.ffn].every((c) => c === 0), 'starts as the deep model');
-      for (let i = 1; i <= 1000; i++) {
-        const p = i / 1000;
-        const c = joinCoefficients(s, L, p);
-        for (let b = 0; b < L; b++) {
-          assert.ok(c.attn[b] >= prev.attn[b] && c.ffn[b] >= prev.ffn[b], `monotone at p=${p}`);
-          assert.ok(c.attn[b] >= 0 && c.attn[b] <= 1 && c.ffn[b] >= 0 && c.ffn[b] <= 1);
-          if (c.ffn[b] > 0) assert.equal(c.attn[b], 1, `block ${b}: ffn ${c.ffn[b]} before attn reached 1 (p=${p})`);
-          if (p >= s.end) assert.ok(c.attn[b] === 1 && c.ffn[b] === 1, `not joined at p=${p}`);
-        }
-        prev = c;
-      }
-      if (s.mode === 'sequential') {
-        const mid = joinCoefficients(s, L, s.start + (s.end - s.start) * 0.3); // inside block 1's slot
-        assert.ok(mid.ffn[0] === 1 && mid.attn[2] === 0, 'block by block');
-      }
-    });
-  }
-  test('none keeps every coefficient 0; invalid windows are rejected', () => {
-    const c = joinCoefficients({ mode: 'none', shape: 'linear', start: 0, end: 1 }, 3, 0.7);
-    assert.deepEqual(c, { attn: [0, 0, 0], ffn: [0, 0, 0] });
-    assert.throws(() => validateJoinSchedule({ mode: 'together', shape: 'linear', start: 0.6, end: 0.5 }), /0 <= start < end <= 1/);
-  });
-  test('learning rate: linear warm-up, cosine to the minimum', () => {
-    const s = { peak: 1e-3, min: 1e-5, warmup: 10, total: 110 };
-    assert.equal(learningRate(s, 0), 1e-4);
-    assert.equal(learningRate(s, 9), 1e-3);
-    assert.ok(Math.abs(learningRate(s, 60) - (1e-5 + 0.5 * (1e-3 - 1e-5))) < 1e-12);
-    assert.ok(Math.abs(learningRate(s, 110) - 1e-5) < 1e-15);
-    for (let i = 10; i < 110; i++) assert.ok(learningRate(s, i + 1) <= learningRate(s, i));
-  });
-});
-
-describe('IDX data', () => {
-  test('gzip and raw files load', () => {
-    for (const gz of [true, false]) {
-      const dir = tmpDir();
-      writeDataset(dir, 20, 10, gz);
-      const s = loadMnistLike(dir, 'train');
-      assert.equal(s.count, 20);
-      assert.equal(s.size, 28);
-      assert.equal(s.images.length, 20 * 784);
-    }
-  });
-  test('corrupted files give clear errors', () => {
-    const good = idx([2, 2, 2], new Uint8Array(8));
-    assert.throws(() => parseIdx(good.subarray(0, 10), 'a.idx'), /a.idx: truncated IDX header/);
-    assert.throws(() => parseIdx(good.subarray(0, 18), 'a.idx'), /a.idx: dims \[2,2,2\] need 8 data bytes, file has 2 \(truncated or corrupted\)/);
-    const badMagic = Uint8Array.from(good);
-    badMagic[0] = 0x50;
-    assert.throws(() => parseIdx(badMagic, 'b.idx'), /b.idx: not an IDX file \(magic bytes 80, 0/);
-    const floats = Uint8Array.from(good);
-    floats[2] = 0x0d;
-    assert.throws(() => parseIdx(floats, 'c.idx'), /c.idx: IDX element type 0xd is not supported/);
-    assert.throws(() => parseIdx(Uint8Array.from([0x1f, 0x8b, 1, 2, 3]), 'd.gz'), /d.gz: corrupt gzip data/);
-  });
-  test('mismatched or out-of-range labels, missing files', () => {
-    const dir = tmpDir();
-    writeDataset(dir, 4, 4, false);
-    writeFileSync(join(dir, 'train-labels-idx1-ubyte'), idx([3], Uint8Array.from([1, 2, 3])));
-    assert.throws(() => loadMnistLike(dir, 'train'), /3 labels for 4 images/);
-    writeFileSync(join(dir, 'train-labels-idx1-ubyte'), idx([4], Uint8Array.from([1, 2, 12, 3])));
-    assert.throws(() => loadMnistLike(dir, 'train'), /label 12 at index 2 is not one of 10 classes/);
-    assert.throws(() => loadMnistLike(join(dir, 'nope'), 'train'), (e: Error) => e instanceof DataError && /not found in .*nope.*apt-get install dataset-fashion-mnist/s.test(e.message));
-  });
-});
+import { test } from 'node:test';
+import type { ViTConfig } from '../../src/core/config.js';
+import { initParams } from '../../src/core/params.js';
+import { loadModel, saveModel } from '../../src/io.js';
+import { train, type TrainConfig } from '../../src/train/trainer.js';
+import { REPO, tmpDir, writeDataset } from '../helpers.js';
 
 const tiny: ViTConfig = { img_size: 28, patch_size: 7, in_chans: 1, num_classes: 10, embed_dim: 16, depth: 4, num_heads: 2, head_dim: 8, mlp_hidden: 32, eps: 1e-6 };
 

@@ -15,9 +15,9 @@ import {
   SafetensorsError,
   serializeSafetensors,
   type SafetensorsFile,
-} from '../src/core/safetensors.js';
-import { readIntTensor, readSafetensors } from '../src/io.js';
-import { GOLDEN } from './helpers.js';
+} from '../../src/core/safetensors.js';
+import { readIntTensor, readSafetensors } from '../../src/io.js';
+import { GOLDEN } from '../helpers.js';
 
 const goldenFiles = readdirSync(GOLDEN).filter((f) => f.endsWith('.safetensors'));
 

@@ -5,9 +5,9 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { toBranched } from '../src/core/model.js';
-import { loadModel, saveModel } from '../src/io.js';
-import { GOLDEN, randomModel, REPO, smallConfig, tmpDir } from './helpers.js';
+import { toBranched } from '../../src/core/model.js';
+import { loadModel, saveModel } from '../../src/io.js';
+import { GOLDEN, randomModel, REPO, smallConfig, tmpDir } from '../helpers.js';
 
 const BIN = join(REPO, 'dist', 'cli', 'main.js');
 const DEEP = join(GOLDEN, 'deep.safetensors');
@@ -106,7 +106,7 @@ test('info, init and clear errors for bad files', () => {
 
 test('predict: logits file, join overrides, images with top-k, bad image', async () => {
   const { readFileSync } = await import('node:fs');
-  const { readFloatTensor } = await import('../src/io.js');
+  const { readFloatTensor } = await import('../../src/io.js');
   const sharp = (await import('sharp')).default;
   const expected = JSON.parse(readFileSync(join(GOLDEN, 'expected.json'), 'utf8')).cases;
   const dir = tmpDir();
@@ -148,8 +148,8 @@ test('predict: logits file, join overrides, images with top-k, bad image', async
 
 test('image preprocessing: resize, center crop, normalize (exact on a solid image)', async () => {
   const sharp = (await import('sharp')).default;
-  const { loadImage } = await import('../src/data/image.js');
-  const { preset } = await import('../src/core/config.js');
+  const { loadImage } = await import('../../src/data/image.js');
+  const { preset } = await import('../../src/core/config.js');
   const path = join(tmpDir(), 'grey.png');
   await sharp({ create: { width: 50, height: 30, channels: 3, background: { r: 51, g: 51, b: 51 } } }).png().toFile(path);
   const cfg = preset('vit-28'); // 1 channel, 28 x 28

@@ -6,16 +6,16 @@ import { test } from 'node:test';
 import { createRequire } from 'node:module';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { toBranched, type Model } from '../src/core/model.js';
-import { randomInput } from '../src/core/verify.js';
-import { lossAndGradients, oneHotTargets, ParamLayout } from '../src/model/engine.js';
-import { buildTrainStepGraph, decayMask, DEFAULT_ADAMW, type AdamWConfig } from '../src/train/step-graph.js';
-import { toOnnxBytes } from '../src/graph/onnx.js';
-import { dropPathMasks, StepRunner } from '../src/train/step-runner.js';
-import { Rng } from '../src/core/rng.js';
-import { Graph } from '../src/graph/graph.js';
-import { Session } from '../src/runtime/ort.js';
-import { randomModel, smallConfig, tmpDir } from './helpers.js';
+import { toBranched, type Model } from '../../src/core/model.js';
+import { randomInput } from '../../src/core/verify.js';
+import { lossAndGradients, oneHotTargets, ParamLayout } from '../../src/model/engine.js';
+import { buildTrainStepGraph, decayMask, DEFAULT_ADAMW, type AdamWConfig } from '../../src/train/step-graph.js';
+import { toOnnxBytes } from '../../src/graph/onnx.js';
+import { dropPathMasks, StepRunner } from '../../src/train/step-runner.js';
+import { Rng } from '../../src/core/rng.js';
+import { Graph } from '../../src/graph/graph.js';
+import { Session } from '../../src/runtime/ort.js';
+import { randomModel, smallConfig, tmpDir } from '../helpers.js';
 
 /** torch.optim.AdamW (+ clip_grad_norm_) in float64. */
 function adamwReference(p: Float64Array, m: Float64Array, v: Float64Array, grad: Float64Array, mask: Float64Array, lr: number, t: number, o: AdamWConfig) {

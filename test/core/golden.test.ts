@@ -5,12 +5,12 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { fold, foldAssumingJoined } from '../src/core/fold.js';
-import { toBranched, type Model } from '../src/core/model.js';
-import { referenceForward } from '../src/core/reference.js';
-import { compareLogits } from '../src/core/verify.js';
-import { loadModel, readFloatTensor } from '../src/io.js';
-import { GOLDEN } from './helpers.js';
+import { fold, foldAssumingJoined } from '../../src/core/fold.js';
+import { toBranched, type Model } from '../../src/core/model.js';
+import { referenceForward } from '../../src/core/reference.js';
+import { compareLogits } from '../../src/core/verify.js';
+import { loadModel, readFloatTensor } from '../../src/io.js';
+import { GOLDEN } from '../helpers.js';
 
 interface Case {
   model: string;
