@@ -17,7 +17,8 @@ import { toOnnxBytes } from '../src/graph/onnx.js';
 import { buildPredictGraph } from '../src/model/engine.js';
 import { Session } from '../src/runtime/ort.js';
 import { buildExportGraph } from '../src/deploy/export.js';
-import { peersUnavailable, timeInterleaved, torchExport } from '../src/deploy/bench.js';
+import { timeInterleaved } from '../src/deploy/bench.js';
+import { peersUnavailable, torchExport } from '../src/deploy/peers.js';
 import { saveModel } from '../src/io.js';
 
 const { values: a } = parseArgs({

@@ -24,7 +24,7 @@ import type { Model } from '../src/core/model.js';
 import { oneHotTargets } from '../src/model/engine.js';
 import { StepRunner } from '../src/train/step-runner.js';
 import { Rng } from '../src/core/rng.js';
-import { OPENBLAS_OMP, peerEnv, peersUnavailable, PYTHON } from '../src/deploy/bench.js';
+import { OPENBLAS_OMP, peerEnv, peersUnavailable, PYTHON } from '../src/deploy/peers.js';
 
 const { values: a } = parseArgs({
   options: {

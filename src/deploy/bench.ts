@@ -14,9 +14,9 @@
 // another is timed (--no-spin: spin-waiting off, no idling). Peak memory is each model's own process (bench-memory.ts), not this one's.
 
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ViTConfig } from '../core/config.js';
 import { exportFlopsPerImage } from '../core/flops.js';
@@ -31,6 +31,7 @@ import { saveModel } from '../io.js';
 import { Session, type HostTensor } from '../runtime/ort.js';
 import type { WebJob, WebTiming } from '../runtime/web-timing.js';
 import { findChromium, timeInChromium } from './bench-browser.js';
+import { peersUnavailable, runPeer, torchExport } from './peers.js';
 
 export type BenchRuntime = 'node' | 'web' | 'browser';
 
@@ -120,28 +121,6 @@ const stats = (xs: number[]) => {
   return { median: s[Math.floor(s.length / 2)], min: s[0], max: s[s.length - 1] };
 };
 
-/** The repository's bench/peers directory (present in a checkout, not in the npm package). */
-function peersDir(): string | undefined {
-  const d = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bench', 'peers');
-  return existsSync(join(d, 'vit_torch.py')) ? d : undefined;
-}
-
-/** Debian's python3 (python3-torch), not a pyenv one; OpenBLAS's OpenMP build goes first. */
-export const PYTHON = '/usr/bin/python3';
-export const OPENBLAS_OMP = '/usr/lib/x86_64-linux-gnu/openblas-openmp';
-
-/** Environment of a PyTorch peer process: its thread count and the OpenMP OpenBLAS. */
-export function peerEnv(threads: number): NodeJS.ProcessEnv {
-  const ld = existsSync(OPENBLAS_OMP) ? `${OPENBLAS_OMP}:${process.env.LD_LIBRARY_PATH ?? ''}` : process.env.LD_LIBRARY_PATH;
-  return { ...process.env, OMP_NUM_THREADS: String(threads), LD_LIBRARY_PATH: ld };
-}
-
-/** Why the PyTorch peers cannot run, or undefined when they can. */
-export function peersUnavailable(): string | undefined {
-  if (!peersDir()) return 'bench/peers not found (run vitfold bench from a checkout of the repository)';
-  if (spawnSync(PYTHON, ['-c', 'import torch'], { encoding: 'utf8' }).status !== 0) return 'python3-torch not installed (apt-get install python3-torch libopenblas0-openmp)';
-  return undefined;
-}
 
 /** The deep model at each requested depth: itself, or its fold with k = depth / d branches. */
 export function modelsAtDepths(deep: Model, depths: number[]): { depth: number; model: Model }[] {
@@ -246,15 +225,6 @@ export async function timeInterleaved(
   return times;
 }
 
-/** ORT-ready bytes of a torch.onnx.export of a model file (bench/peers/torch_export.py). */
-export function torchExport(modelFile: string, outFile: string): { bytes: Uint8Array; torch: string; opset: number } {
-  const dir = peersDir();
-  if (!dir) throw new Error('bench/peers not found');
-  const r = spawnSync(PYTHON, [join(dir, 'torch_export.py'), modelFile, outFile], { encoding: 'utf8', env: peerEnv(1) });
-  if (r.status !== 0) throw new Error(`torch.onnx.export peer failed: ${r.stderr}`);
-  const info = JSON.parse(r.stdout.trim().split('\n').pop()!);
-  return { bytes: readFileSync(outFile), torch: info.torch, opset: info.opset };
-}
 
 export async function runBench(o: BenchOptions): Promise<BenchResult> {
   const cfg = o.deep.config;
@@ -321,9 +291,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
     for (const threads of o.threads) {
       for (const batch of o.batches) {
         const args = JSON.stringify({ batch, threads, warmup: o.warmup, runs: o.runs * o.rounds });
-        const r = spawnSync(PYTHON, [join(peersDir()!, 'torch_eager_infer.py'), deepFile, args], { encoding: 'utf8', env: peerEnv(threads) });
-        if (r.status !== 0) throw new Error(`PyTorch eager peer failed: ${r.stderr}`);
-        const out = JSON.parse(r.stdout.trim().split('\n').pop()!);
+        const out = runPeer<{ torch: string; ms: number[] }>('torch_eager_infer.py', [deepFile, args], threads, 'PyTorch eager peer');
         rows.push(row('pytorch', { source: `PyTorch ${out.torch} eager`, depth: L, precision: 'fp32', flops: exportFlopsPerImage(cfg, false) }, batch, threads, out.ms));
       }
     }
