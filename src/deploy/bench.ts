@@ -7,8 +7,8 @@
 //     same interleaved rounds, so "fraction of peak" compares like with like.
 //   - the same exports in onnxruntime-web (wasm) under Node ('web', bench-web-child.ts) and
 //     inside headless Chromium ('browser', bench-browser.ts).
-// Every node-runtime candidate is timed in interleaved rounds (this VM's speed drifts by ~15%
-// over minutes). Sessions spin-wait as onnxruntime-node does by default (what a deployed model
+// Every node-runtime candidate is timed in interleaved rounds (a VM's speed drifts over
+// minutes). Sessions spin-wait as onnxruntime-node does by default (what a deployed model
 // gets), and after each session's block of runs the bench idles until this process uses no
 // CPU (the pool has stopped spinning), so no session's spinning pool takes the cores while
 // another is timed (--no-spin: spin-waiting off, no idling). Peak memory is each model's own process (bench-memory.ts), not this one's.

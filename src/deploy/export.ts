@@ -51,11 +51,8 @@ export interface ExportOptions {
    * 'strided' (default): token-major rows, heads read in place by ONNX Runtime's
    * com.microsoft FusedMatMul (ForwardOptions.stridedHeads). 'matmul': standard ONNX ops only,
    * MatMul/Softmax/MatMul with the heads transposed to [B, H, T, hd]. 'fused': ONNX Runtime's
-   * com.microsoft MultiHeadAttention. Measured (DeiT-Tiny, batch 1, 2 threads, interleaved):
-   * strided vs matmul in onnxruntime-node 2-3% faster (fp32) and 4-10% (int8) for the 12-layer
-   * model and the 3-layer fold; in onnxruntime-web the 12-layer model 3-5% faster, the fold the
-   * same. fused vs matmul: onnxruntime-node 12 layers 5% (fp32) and 9% (int8) faster, the fold
-   * the same; onnxruntime-web 5-10% slower.
+   * com.microsoft MultiHeadAttention. strided is the default because it is the fastest in
+   * onnxruntime-node and onnxruntime-web (measurements: docs/engine.md).
    */
   attention?: ExportAttention;
   /** How int8 weights are stored (deploy/int8.ts); precision 'int8' only. */

@@ -141,8 +141,8 @@ export function buildPredictGraph(model: Model, opts: { dtype?: FloatType; batch
   const g = new Graph('vitfold_predict', { dtype });
   const { structure, attn, ffn } = graphStructureOf(model, opts.join);
   const x = g.input('x', dtype, [opts.batch ?? B, cfg.in_chans, cfg.img_size, cfg.img_size]);
-  // float32: heads read in place by ORT's FusedMatMul (ForwardOptions.stridedHeads), 2-3% faster
-  // than transposed heads for DeiT-Tiny exports; ORT has no float64 FusedMatMul.
+  // float32: heads read in place by ORT's FusedMatMul (ForwardOptions.stridedHeads), faster than
+  // transposed heads (docs/benchmarks.md); ORT has no float64 FusedMatMul.
   const logits = buildForward(g, cfg, structure, initializerBinding(g, model.params), { x, ...joinInputs(g, structure) }, { stridedHeads: dtype === 'float32' });
   g.output(logits, 'logits');
   return { graph: g, structure, attn, ffn };

@@ -35,7 +35,7 @@ export type GraphStructure =
  * Returns the graph value of a parameter (an initializer, or a slice of a flat input). With
  * `transposed`, a 2-D weight [out, in] is wanted as [in, out]: inference graphs bake weights
  * that way, because ONNX Runtime pre-packs a constant MatMul operand, which Gemm with transB
- * does not get (DeiT-Tiny: linear layers 16.0 ms vs 18.3 ms).
+ * does not get (measured: docs/engine.md).
  */
 export type ParamBinding = (name: string, shape: number[], transposed?: boolean) => Value;
 
@@ -221,10 +221,8 @@ class VitBuilder {
       // Token-major graphs order the rows (patch, image) instead of (image, patch).
       const tm = this.tokenMajor;
       // Patchify: each image row is G runs of P pixels; one Gather picks the runs in patch order
-      // (py, px, c, i), the same bits as the rank-6 Transpose it replaces but copied run by run
-      // (DeiT-Tiny 3-layer fold export in onnxruntime-node: kernels 0.21 + 0.03 ms for the Gather
-      // and the token-major Transpose vs 0.32 ms; whole run 10.64 vs 10.80 ms at batch 1, 86.3
-      // vs 87.7 ms at batch 8; onnxruntime-web unchanged).
+      // (py, px, c, i), the same bits as the rank-6 Transpose it replaces but copied run by run,
+      // which onnxruntime does faster (docs/engine.md).
       const runs: number[] = [];
       for (let py = 0; py < G; py++) for (let px = 0; px < G; px++) for (let c = 0; c < C; c++) for (let i = 0; i < P; i++) runs.push((c * S + py * P + i) * G + px);
       const gathered = g.reshape(g.gather(g.reshape(x, [this.batch, C * S * G, P]), runs, 1), [this.batch, N, C * P * P]); // [B, N, C*P*P]
@@ -285,8 +283,8 @@ class VitBuilder {
    *   scores = q_h (X Wk_h^T + bk_h)^T = (q_h Wk_h) X^T + const   (softmax cancels q_h . bk_h)
    *   out    = p (X Wv_h^T + bv_h)     = (p X) Wv_h^T + bv_h       (p sums to 1)
    * with Wk_h, Wv_h [hd, D] timm's rows of qkv and X = h, the normed tokens. That costs
-   * 4*H*T*D + 4*H*hd*D FLOPs per image (exact in real arithmetic; DeiT-Tiny 3-layer fold export:
-   * 1.70 vs 1.81 GFLOP).
+   * 4*H*T*D + 4*H*hd*D FLOPs per image instead of projecting every key and value (exact in real
+   * arithmetic).
    */
   private classQueryAttention(i: number, h: Value): Value {
     const g = this.g;
@@ -365,8 +363,8 @@ class VitBuilder {
         merged = g.reshape(this.mha(this.qkvPart(h, i, 0), this.qkvPart(h, i, 1), this.qkvPart(h, i, 2)), [this.rows(T), HD]);
       } else if (g.training) {
         // Training graphs: one Split gives every head's q, k, v as [B, T, hd]; per-head batched
-        // MatMuls need no 5-D transposes (ORT: 2.6 ms vs 4.7 ms for this core at batch 64) and
-        // the gradients are one Concat / Split.
+        // MatMuls need no 5-D transposes (faster in ORT: docs/engine.md) and the gradients are
+        // one Concat / Split.
         let q: Value[]; // H x [B, n, hd]
         let kv: Value[]; // 2H x [B, T, hd]: k heads, then v heads
         const { xhat, w, b: bAll } = this.foldedNorm(z, pre + 'norm1', pre + 'attn.qkv', 3 * HD);

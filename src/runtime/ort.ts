@@ -15,7 +15,7 @@ export interface SessionOptions {
   threads?: number;
   /**
    * Spin-waiting of idle pool threads. Off by default: with two sessions in one process (train
-   * + eval, deep + folded) spinning pools steal each other's cores (DeiT-Tiny 47 ms vs 21 ms).
+   * + eval, deep + folded) spinning pools steal each other's cores (about twice the latency).
    */
   spinning?: boolean;
   /** CPU memory arena (default on). */

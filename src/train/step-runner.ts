@@ -104,7 +104,7 @@ export class StepRunner {
         distill: this.opts.distill,
       });
       // Spin-waiting on by default: steps run back to back in one session, and a step's ~2,500
-      // nodes each wake the pool thread otherwise (vit-28 batch 64: 4-11% faster steps).
+      // nodes each wake the pool thread otherwise (faster steps: docs/engine.md).
       s = await Session.create(toOnnxBytes(g), sessionOptionsFor(this.dtype, { spinning: true, ...this.opts }));
       this.sessions.set(key, s);
     }

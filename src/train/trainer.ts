@@ -26,19 +26,20 @@ import { initParams } from '../core/params.js';
 import type { Normalization } from '../core/preprocess.js';
 import { referenceForward } from '../core/reference.js';
 import { Rng } from '../core/rng.js';
-import { encodeFloat, parseSafetensors, serializeSafetensors } from '../core/safetensors.js';
+import { parseSafetensors, serializeSafetensors } from '../core/safetensors.js';
 import { compareLogits } from '../core/verify.js';
 import { appendLine, loadModel, saveModel, writeFileAtomic } from '../io.js';
 import { commitCheckpoint, openRunDir, readCheckpointFiles, restoreCheckpoint } from './checkpoint.js';
+import { parseState, stateBytes, type ResumeState, type SwitchInfo } from './state.js';
 import { Predictor } from '../model/engine.js';
 import { loadMnistLike, type ImageSet } from '../data/idx.js';
 import { loadCifar10 } from '../data/cifar.js';
-import { cropResize, loadImageFolder } from '../data/folder.js';
+import { loadImageFolder } from '../data/folder.js';
+import { fillBatch, limit, shuffled, type BatchSpec } from '../data/batch.js';
 import { joinCoefficients, learningRate, validateJoinSchedule, type JoinSchedule } from './schedule.js';
 import { StepRunner } from './step-runner.js';
-import { decodeFloat } from '../core/safetensors.js';
 import { writeReport } from './report.js';
-import { mixBatch, mixedTargets, randomErase } from '../data/augment.js';
+import { BatchFeeder } from './feeder.js';
 import { isFullyJoined } from '../core/model.js';
 import type { Distillation } from '../model/vit-graph.js';
 import { Teacher } from './distill.js';
@@ -78,7 +79,7 @@ export interface TrainConfig {
   emaDecay?: number;
   /**
    * Once every join coefficient is 1 (at an epoch boundary), continue on the folded graph: the
-   * same function, 21% faster per step (vit-28-p7, batch 128: 153 vs 194 ms). The folded
+   * same function, faster per step (`npm run bench:folded`). The folded
    * parametrization has its own AdamW moments (they restart at 0, bias correction from t = 1).
    * Default on; off with drop path, which drops single branches (not expressible after folding).
    */
@@ -135,59 +136,12 @@ export class TrainError extends VitfoldError {
 }
 
 /** Fills x [B, C, S, S] (normalized, augmented) and labels for `idx` from the set. */
-function fillBatch(set: ImageSet, idx: ArrayLike<number>, cfg: TrainConfig, rng: Rng | null, x: Float32Array, labels: number[]): void {
-  const S = cfg.model.img_size;
-  const C = set.channels;
-  const { mean, std } = cfg.normalization;
-  if (set.size !== S) {
-    // Image folders: stored larger than the model input; random resized crop or centre crop.
-    const R = set.size;
-    for (let b = 0; b < idx.length; b++) {
-      labels[b] = set.labels[idx[b]];
-      cropResize(set.images, idx[b] * C * R * R, C, R, S, mean, std, rng, cfg.augment.hflip, x, b * C * S * S);
-    }
-    return;
-  }
-  const pad = rng ? cfg.augment.cropPadding : 0;
-  for (let b = 0; b < idx.length; b++) {
-    const i = idx[b];
-    labels[b] = set.labels[i];
-    // Random crop from the zero-padded image = shift by (dy, dx) in [-pad, pad]; flip with p 0.5.
-    const dy = pad ? rng!.int(2 * pad + 1) - pad : 0;
-    const dx = pad ? rng!.int(2 * pad + 1) - pad : 0;
-    const flip = rng !== null && cfg.augment.hflip && rng.uniform() < 0.5;
-    for (let c = 0; c < C; c++) {
-      const zero = (0 - mean[c]) / std[c];
-      const src = (i * C + c) * S * S;
-      const dst = (b * C + c) * S * S;
-      for (let y = 0; y < S; y++) {
-        const sy = y + dy;
-        for (let xx = 0; xx < S; xx++) {
-          const sx0 = xx + dx;
-          const sx = flip ? S - 1 - sx0 : sx0;
-          x[dst + y * S + xx] = sy < 0 || sy >= S || sx0 < 0 || sx0 >= S ? zero : (set.images[src + sy * S + sx] / 255 - mean[c]) / std[c];
-        }
-      }
-    }
-  }
-}
 
-function shuffled(n: number, rng: Rng): Uint32Array {
-  const a = new Uint32Array(n);
-  for (let i = 0; i < n; i++) a[i] = i;
-  for (let i = n - 1; i > 0; i--) {
-    const j = rng.int(i + 1);
-    const t = a[i];
-    a[i] = a[j];
-    a[j] = t;
-  }
-  return a;
-}
 
-function limit(set: ImageSet, n: number | undefined): ImageSet {
-  if (!n || n >= set.count) return set;
-  const per = set.channels * set.size * set.size;
-  return { ...set, images: set.images.subarray(0, n * per), labels: set.labels.subarray(0, n), count: n };
+
+/** The batch settings of a run. */
+export function batchSpec(cfg: TrainConfig): BatchSpec {
+  return { size: cfg.model.img_size, normalization: cfg.normalization, cropPadding: cfg.augment.cropPadding, hflip: cfg.augment.hflip };
 }
 
 /** Top-1 accuracy and logits of a model on a set (engine, fp32). */
@@ -203,7 +157,7 @@ export async function evaluate(model: Model, set: ImageSet, cfg: TrainConfig, ba
       const n = Math.min(batch, set.count - start);
       const x = new Float32Array(n * set.channels * S * S);
       const labels = new Array<number>(n);
-      fillBatch(set, Array.from({ length: n }, (_, i) => start + i), cfg, null, x, labels);
+      fillBatch(set, Array.from({ length: n }, (_, i) => start + i), batchSpec(cfg), null, x, labels);
       const logits = (await predictor.predict({ shape: [n, set.channels, S, S], data: x })).data;
       for (let b = 0; b < n; b++) {
         let best = 0;
@@ -224,75 +178,6 @@ export async function evaluate(model: Model, set: ImageSet, cfg: TrainConfig, ba
 
 function modelMetadata(cfg: TrainConfig, classes: string[]): Record<string, string> {
   return { normalization: JSON.stringify(cfg.normalization), classes: JSON.stringify(classes) };
-}
-
-interface ResumeState {
-  epoch: number; // epochs completed
-  step: number;
-  dataRng: Uint32Array;
-  augRng: Uint32Array;
-  dropRng: Uint32Array;
-  m: Float32Array;
-  v: Float32Array;
-  ema: Float32Array | null;
-  best: number;
-  bestEpoch: number;
-  switchInfo: SwitchInfo | null;
-}
-
-/** The fold check made when training moved to the folded graph (or at the end). */
-interface SwitchInfo {
-  epoch: number;
-  verifyMaxRel: number;
-  agreement: number;
-  joinedTop1: number;
-  foldedTop1: number;
-}
-
-function stateBytes(runner: StepRunner, epoch: number, dataRng: Rng, augRng: Rng, best: { top1: number; epoch: number }, ema: Float32Array | null, switchInfo: SwitchInfo | null): Uint8Array {
-  const P = runner.layout.total;
-  const tensors = new Map([
-    ['m', encodeFloat(runner.m, [P], 'F32')],
-    ['v', encodeFloat(runner.v, [P], 'F32')],
-  ]);
-  if (ema) tensors.set('ema', encodeFloat(ema, [P], 'F32'));
-  return serializeSafetensors({
-    tensors,
-    metadata: {
-      epoch: String(epoch),
-      step: String(runner.step),
-      data_rng: JSON.stringify([...dataRng.s]),
-      aug_rng: JSON.stringify([...augRng.s]),
-      drop_rng: JSON.stringify([...runner.dropRng.s]),
-      best_top1: String(best.top1),
-      best_epoch: String(best.epoch),
-      ...(switchInfo ? { switch: JSON.stringify(switchInfo) } : {}),
-    },
-  });
-}
-
-function parseState(bytes: Uint8Array, where: string): ResumeState {
-  const f = parseSafetensors(bytes, where);
-  const md = f.metadata ?? {};
-  const need = ['epoch', 'step', 'data_rng', 'aug_rng', 'drop_rng'];
-  const missing = need.filter((k) => md[k] === undefined);
-  if (missing.length || !f.tensors.has('m') || !f.tensors.has('v')) {
-    throw new TrainError(`${where}: not a vitfold trainer state (missing ${[...missing, ...['m', 'v'].filter((t) => !f.tensors.has(t))].join(', ')})`);
-  }
-  const rng = (k: string) => Uint32Array.from(JSON.parse(md[k]) as number[]);
-  return {
-    epoch: Number(md.epoch),
-    step: Number(md.step),
-    dataRng: rng('data_rng'),
-    augRng: rng('aug_rng'),
-    dropRng: rng('drop_rng'),
-    m: Float32Array.from(decodeFloat(f.tensors.get('m')!, 'm')),
-    v: Float32Array.from(decodeFloat(f.tensors.get('v')!, 'v')),
-    ema: f.tensors.has('ema') ? Float32Array.from(decodeFloat(f.tensors.get('ema')!, 'ema')) : null,
-    best: Number(md.best_top1 ?? -1),
-    bestEpoch: Number(md.best_epoch ?? 0),
-    switchInfo: md.switch ? (JSON.parse(md.switch) as SwitchInfo) : null,
-  };
 }
 
 export function readRunConfig(dir: string): TrainConfig {
@@ -454,19 +339,7 @@ async function trainLocked(cfg: TrainConfig, runDir: string, opts: TrainOptions)
   const log = (o: object) => appendLine(logPath, JSON.stringify(o));
   const S = cfg.model.img_size;
   const per = cfg.model.in_chans * S * S;
-  const bufs = [new Float32Array(cfg.batch * per), new Float32Array(cfg.batch * per)];
-  const labelBufs = [new Array<number>(cfg.batch), new Array<number>(cfg.batch)];
-  const K = cfg.model.num_classes;
-  const lams = [1, 1];
-  const mix = { mixup: cfg.augment.mixup ?? 0, cutmix: cfg.augment.cutmix ?? 0, prob: cfg.augment.mixProb ?? 1 };
-  /** Builds training batch `s` of the epoch into buffer `k`: crop/flip, erase, mixup/cutmix. */
-  const prepare = (order: Uint32Array, s: number, k: number) => {
-    fillBatch(trainSet, order.subarray(s * cfg.batch, (s + 1) * cfg.batch), cfg, augRng, bufs[k], labelBufs[k]);
-    const erase = cfg.augment.erase ?? 0;
-    if (erase > 0) for (let b = 0; b < cfg.batch; b++) randomErase(bufs[k], b * per, cfg.model.in_chans, S, erase, augRng);
-    lams[k] = mixBatch(bufs[k], cfg.batch, cfg.model.in_chans, S, mix, augRng);
-  };
-  const targetsFor = (k: number) => ({ shape: [cfg.batch, K], data: mixedTargets(labelBufs[k], K, cfg.labelSmoothing, lams[k]) });
+  const feeder = new BatchFeeder(trainSet, cfg, augRng);
   const epochs: EpochRecord[] = [];
   const currentJoin = (step: number) => (phase === 'branched' ? joinCoefficients(cfg.join, L, step / totalSteps) : undefined);
 
@@ -475,7 +348,7 @@ async function trainLocked(cfg: TrainConfig, runDir: string, opts: TrainOptions)
     const folded = fold(joined, 'the joined model');
     const nv = Math.min(4, testSet.count);
     const xv = new Float32Array(nv * per);
-    fillBatch(testSet, Array.from({ length: nv }, (_, i) => i), cfg, null, xv, new Array(nv));
+    fillBatch(testSet, Array.from({ length: nv }, (_, i) => i), batchSpec(cfg), null, xv, new Array(nv));
     const xt = { shape: [nv, cfg.model.in_chans, S, S], data: Float64Array.from(xv) };
     const verifyMaxRel = compareLogits(referenceForward(joined, xt).data, referenceForward(folded, xt).data).maxRel;
     const je = await evaluate(joined, testSet, cfg);
@@ -521,7 +394,7 @@ async function trainLocked(cfg: TrainConfig, runDir: string, opts: TrainOptions)
     let teacherMs = 0;
     // Batch 0 is built before the loop; batch s+1 is built while the engine runs step s.
     let d0 = performance.now();
-    prepare(order, 0, 0);
+    feeder.prepare(order, 0, 0);
     dataMs += performance.now() - d0;
     for (let s = 0; s < stepsPerEpoch; s++) {
       const cur = s % 2;
@@ -529,14 +402,14 @@ async function trainLocked(cfg: TrainConfig, runDir: string, opts: TrainOptions)
       const join_ = currentJoin(globalStep);
       const lr = learningRate(lrSchedule, globalStep);
       const ts = performance.now();
-      const xb = { shape: [cfg.batch, cfg.model.in_chans, S, S], data: bufs[cur] };
+      const xb = feeder.input(cur);
       // The teacher runs before the step, not beside it: both sessions use every core.
       const teacherProbs = teacher ? await teacher.probabilities(xb) : undefined;
       teacherMs += performance.now() - ts;
-      const pending = runner.run(xb, targetsFor(cur), lr, join_, { teacherProbs });
+      const pending = runner.run(xb, feeder.targets(cur), lr, join_, { teacherProbs });
       if (s + 1 < stepsPerEpoch) {
         d0 = performance.now();
-        prepare(order, s + 1, 1 - cur);
+        feeder.prepare(order, s + 1, 1 - cur);
         dataMs += performance.now() - d0;
       }
       const r = await pending;
