@@ -18,9 +18,9 @@ export interface InputSpec {
  * and compares every input's gradient with central differences (h = 1e-6) at every element.
  * Returns the largest error relative to the gradient's max magnitude.
  */
-export async function checkGradients(inputs: InputSpec[], build: (g: Graph, xs: Value[]) => Value, seed = 1, training = false): Promise<number> {
+export async function checkGradients(inputs: InputSpec[], build: (g: Graph, xs: Value[]) => Value, seed = 1): Promise<number> {
   const rng = new Rng(seed);
-  const g = new Graph('fd', { dtype: 'float64', training });
+  const g = new Graph('fd', { dtype: 'float64' });
   const xs = inputs.map((s, i) => g.input(`x${i}`, 'float64', s.shape));
   const y = build(g, xs);
   const shape = y.shape as number[];

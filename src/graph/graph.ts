@@ -121,12 +121,6 @@ export interface GraphOptions {
   opset?: number;
   /** 'native': ONNX Erf/Gelu ops; 'rational': Cody's rational erf from primitive ops, for float64 (ORT has no float64 Erf kernel). */
   erf?: 'native' | 'rational';
-  /**
-   * Graphs that will be differentiated (training steps, lossAndGradients): the ViT builder
-   * folds each LayerNorm's affine into the linear layer after it and computes GELU as the erf
-   * gate (model/vit-graph.ts).
-   */
-  training?: boolean;
 }
 
 export class Graph {
@@ -137,7 +131,6 @@ export class Graph {
   readonly dtype: FloatElem;
   readonly opset: number;
   readonly erfMode: 'native' | 'rational';
-  readonly training: boolean;
   /** Producer node of each value (absent for inputs and initializers). */
   readonly producer = new Map<string, GraphNode>();
   readonly values = new Map<string, Value>();
@@ -155,7 +148,6 @@ export class Graph {
     this.dtype = opts.dtype;
     this.opset = opts.opset ?? OPSET;
     this.erfMode = opts.erf ?? (opts.dtype === 'float64' ? 'rational' : 'native');
-    this.training = opts.training ?? false;
   }
 
   /** Runs fn with `prefix` prepended to the names of the values it creates (e.g. blocks.3.attn). */

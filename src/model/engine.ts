@@ -218,13 +218,13 @@ export interface LossAndGradients {
 
 /** Builds loss + gradient graph: inputs params [P], x, targets [, join]; outputs loss, grad [P]. */
 export function buildGradientGraph(cfg: ViTConfig, structure: GraphStructure, batch: number, dtype: FloatType, distill?: Distillation): Graph {
-  const g = new Graph('vitfold_gradients', { dtype, training: true });
+  const g = new Graph('vitfold_gradients', { dtype });
   const layout = new ParamLayout(cfg);
   const flat = g.input('params', dtype, [layout.total]);
   const x = g.input('x', dtype, [batch, cfg.in_chans, cfg.img_size, cfg.img_size]);
   const targets = g.input('targets', dtype, [batch, cfg.num_classes]);
   const { bind, values } = flatBinding(g, flat, layout);
-  const logits = buildForward(g, cfg, structure, bind, { x, ...joinInputs(g, structure) });
+  const logits = buildForward(g, cfg, structure, bind, { x, ...joinInputs(g, structure) }, { training: true });
   const kd = distill ? { ...distill, teacherProbs: g.input('teacher_probs', dtype, [batch, cfg.num_classes]) } : undefined;
   const loss = trainingLoss(g, logits, targets, kd);
   g.output(loss, 'loss');

@@ -41,6 +41,12 @@ export type ParamBinding = (name: string, shape: number[], transposed?: boolean)
 
 export interface ForwardOptions {
   /**
+   * A graph that will be differentiated (training steps, lossAndGradients): each LayerNorm's
+   * affine is folded into the linear layer after it, GELU is computed as the erf gate, and
+   * attention takes the per-head form whose gradients are simplest.
+   */
+  training?: boolean;
+  /**
    * The head reads only the class token, so the last layer computes class-token rows alone:
    * its query, attention, projection and FFN. Training graphs project keys and values of every
    * token for that query; inference graphs reassociate the products so no key or value is
@@ -110,8 +116,12 @@ export function phasesFor(attn: number[], ffn: number[]): JoinPhase[] {
   });
 }
 
+/** The forms of attention a graph can take (VitBuilder.attentionForm). */
+type AttentionForm = 'class-query' | 'strided' | 'fused' | 'per-head' | 'batched';
+
 class VitBuilder {
   private readonly T: number;
+  private readonly training: boolean;
 
   constructor(
     private readonly g: Graph,
@@ -123,11 +133,12 @@ class VitBuilder {
     private readonly opts: ForwardOptions = {},
   ) {
     this.T = numTokens(cfg);
+    this.training = opts.training ?? false;
   }
 
   /** A transformer linear layer (qkv, proj, fc1, fc2): the custom emitter's when one is given. */
   private linear(x: Value, prefix: string, out: number, inp: number, rows: [number, number] = [0, out]): Value {
-    if (this.opts.linear && !this.g.training) return this.opts.linear(x, { prefix, out, inp, rows });
+    if (this.opts.linear && !this.training) return this.opts.linear(x, { prefix, out, inp, rows });
     return this.floatLinear(x, prefix, out, inp, rows);
   }
 
@@ -139,7 +150,7 @@ class VitBuilder {
   private floatLinear(x: Value, prefix: string, out: number, inp: number, rows: [number, number] = [0, out]): Value {
     const g = this.g;
     const whole = rows[0] === 0 && rows[1] === out;
-    if (g.training) {
+    if (this.training) {
       if (!whole) throw new Error('row slices of linear layers are for inference graphs');
       return g.linear(x, this.p(prefix + '.weight', [out, inp]), this.p(prefix + '.bias', [out]));
     }
@@ -163,7 +174,7 @@ class VitBuilder {
    */
   private normLinear(z: Value, norm: string, lin: string, out: number, scale = 1): Value {
     const g = this.g;
-    if (!g.training) {
+    if (!this.training) {
       if (scale !== 1) throw new Error('scaled normLinear is for training graphs');
       return this.linear(this.layerNorm(z, norm), lin, out, this.cfg.embed_dim);
     }
@@ -192,7 +203,7 @@ class VitBuilder {
 
   /** Whether this graph keeps the residual stream token-major (ForwardOptions.stridedHeads). */
   private get tokenMajor(): boolean {
-    return !!this.opts.stridedHeads && !this.g.training;
+    return !!this.opts.stridedHeads && !this.training;
   }
 
   /** The class token's row of each image: z [B*T, C] -> [B, C] (token-major: the first B rows). */
@@ -336,68 +347,106 @@ class VitBuilder {
    * alone, [B, D]: the query from the class token against every token (exact where only class
    * tokens are read after this layer, e.g. the head after the last).
    */
+  /**
+   * A_i(z) = Proj(MHSA(LN1(z))), z [B*T, D] -> [B*T, D]. With clsOnly, the class token's row
+   * alone, [B, D]: the query from the class token against every token (exact where only class
+   * tokens are read after this layer, e.g. the head after the last).
+   */
   attention(i: number, z: Value, clsOnly = false): Value {
+    const { embed_dim: D, num_heads: H, head_dim: hd } = this.cfg;
+    const pre = `blocks.${i}.`;
+    return this.g.scope(`blocks.${i}.${clsOnly ? 'cls_only' : 'attn'}`, () => {
+      const forms: Record<AttentionForm, () => Value> = {
+        'class-query': () => this.classQueryAttention(i, this.layerNorm(z, pre + 'norm1')),
+        strided: () => this.stridedAttention(pre, z),
+        fused: () => this.fusedAttention(i, pre, z),
+        'per-head': () => this.perHeadAttention(pre, z, clsOnly),
+        batched: () => this.batchedAttention(pre, z),
+      };
+      const merged = forms[this.attentionForm(clsOnly)](); // [B*n, H*hd], n = 1 with clsOnly, else T
+      return this.dropPath(this.linear(merged, pre + 'attn.proj', D, H * hd), 2 * i, clsOnly);
+    });
+  }
+
+  /**
+   * How this graph computes attention: training graphs per head (simplest gradients); inference
+   * graphs the class-token-only form for the last layer, else strided heads (float32 exports),
+   * onnxruntime's fused MultiHeadAttention, or heads batched as [B, H, T, hd].
+   */
+  private attentionForm(clsOnly: boolean): AttentionForm {
+    if (this.training) return 'per-head';
+    if (clsOnly) return 'class-query';
+    if (this.tokenMajor) return 'strided';
+    if (this.opts.fusedAttention) return 'fused';
+    return 'batched';
+  }
+
+  private stridedAttention(pre: string, z: Value): Value {
     const g = this.g;
     const { embed_dim: D, num_heads: H, head_dim: hd } = this.cfg;
     const T = this.T;
     const HD = H * hd;
+    // Heads as strided views [T, B*H, hd] of the token-major q, k, v (FusedMatMul's
+    // transBatch reads them in place): [T, B, 3, H*hd] -> three [T, B, 1, H*hd] -> [T, B*H, hd].
+    const h = this.layerNorm(z, pre + 'norm1'); // [T*B, D]
+    const [q, k, v] = [0, 1, 2].map((j) => g.reshape(this.linear(h, pre + 'attn.qkv', 3 * HD, D, [j * HD, (j + 1) * HD]), [T, { b: H }, hd])); // [T, B*H, hd]
+    const alpha = this.opts.scaleInQuery ? 1 : 1 / Math.sqrt(hd);
+    const p = g.softmax(this.fusedMatMul(q, k, { transB: 1, transBatchA: 1, transBatchB: 1, alpha: { float: alpha } }, [{ b: H }, T, T]), -1); // [B*H, T, T]
+    const out = this.fusedMatMul(p, v, { transBatchB: 1 }, [{ b: H }, T, hd]); // [B*H, T, hd]
+    return g.reshape(g.transpose(g.reshape(out, [this.batch, H, T, hd]), [2, 0, 1, 3]), [this.rows(T), HD]); // [T*B, H*hd]
+  }
+
+  private fusedAttention(i: number, pre: string, z: Value): Value {
+    const { num_heads: H, head_dim: hd } = this.cfg;
+    const h = this.layerNorm(z, pre + 'norm1'); // [B*T, D]
+    return this.g.reshape(this.mha(this.qkvPart(h, i, 0), this.qkvPart(h, i, 1), this.qkvPart(h, i, 2)), [this.rows(this.T), H * hd]);
+  }
+
+  private perHeadAttention(pre: string, z: Value, clsOnly: boolean): Value {
+    const g = this.g;
+    const { num_heads: H, head_dim: hd } = this.cfg;
+    const T = this.T;
+    const HD = H * hd;
     const n = clsOnly ? 1 : T; // query tokens per image
-    const pre = `blocks.${i}.`;
-    return g.scope(`blocks.${i}.${clsOnly ? 'cls_only' : 'attn'}`, () => {
-      let merged: Value; // [B*n, H*hd]
-      // Inference graphs: the class-token-only layer in one form (classQueryAttention); every
-      // token's attention in the strided, fused or batched-heads form below.
-      if (clsOnly && !g.training) {
-        merged = this.classQueryAttention(i, this.layerNorm(z, pre + 'norm1'));
-      } else if (this.tokenMajor) {
-        // Heads as strided views [T, B*H, hd] of the token-major q, k, v (FusedMatMul's
-        // transBatch reads them in place): [T, B, 3, H*hd] -> three [T, B, 1, H*hd] -> [T, B*H, hd].
-        const h = this.layerNorm(z, pre + 'norm1'); // [T*B, D]
-        const [q, k, v] = [0, 1, 2].map((j) => g.reshape(this.linear(h, pre + 'attn.qkv', 3 * HD, D, [j * HD, (j + 1) * HD]), [T, { b: H }, hd])); // [T, B*H, hd]
-        const alpha = this.opts.scaleInQuery ? 1 : 1 / Math.sqrt(hd);
-        const p = g.softmax(this.fusedMatMul(q, k, { transB: 1, transBatchA: 1, transBatchB: 1, alpha: { float: alpha } }, [{ b: H }, T, T]), -1); // [B*H, T, T]
-        const out = this.fusedMatMul(p, v, { transBatchB: 1 }, [{ b: H }, T, hd]); // [B*H, T, hd]
-        merged = g.reshape(g.transpose(g.reshape(out, [this.batch, H, T, hd]), [2, 0, 1, 3]), [this.rows(T), HD]); // [T*B, H*hd]
-      } else if (this.opts.fusedAttention && !g.training) {
-        const h = this.layerNorm(z, pre + 'norm1'); // [B*T, D]
-        merged = g.reshape(this.mha(this.qkvPart(h, i, 0), this.qkvPart(h, i, 1), this.qkvPart(h, i, 2)), [this.rows(T), HD]);
-      } else if (g.training) {
-        // Training graphs: one Split gives every head's q, k, v as [B, T, hd]; per-head batched
-        // MatMuls need no 5-D transposes (faster in ORT: docs/engine.md) and the gradients are
-        // one Concat / Split.
-        let q: Value[]; // H x [B, n, hd]
-        let kv: Value[]; // 2H x [B, T, hd]: k heads, then v heads
-        const { xhat, w, b: bAll } = this.foldedNorm(z, pre + 'norm1', pre + 'attn.qkv', 3 * HD);
-        // The key bias shifts each query's scores by one constant, which softmax cancels: the
-        // graph leaves it out, so its gradient is exactly 0 rather than rounding noise (which
-        // AdamW, dividing by sqrt(v) + eps, would turn into updates).
-        const b = g.mul(bAll, g.constant(Array.from({ length: 3 * HD }, (_, r) => (r >= HD && r < 2 * HD ? 0 : 1)), [3 * HD]));
-        if (clsOnly) {
-          const kvAll = g.linear(xhat, g.slice(w, 0, HD, 3 * HD), g.slice(b, 0, HD, 3 * HD)); // [B*T, 2*H*hd]
-          kv = g.split(g.reshape(kvAll, [this.batch, T, 2 * HD]), 2, new Array(2 * H).fill(hd));
-          const qCls = g.linear(this.cls(xhat), g.slice(w, 0, 0, HD), g.slice(b, 0, 0, HD)); // [B, H*hd]
-          q = H === 1 ? [g.reshape(qCls, [this.batch, 1, hd])] : g.split(g.reshape(qCls, [this.batch, 1, HD]), 2, new Array(H).fill(hd));
-        } else {
-          const parts = g.split(g.reshape(g.linear(xhat, w, b), [this.batch, T, 3 * HD]), 2, new Array(3 * H).fill(hd));
-          q = parts.slice(0, H);
-          kv = parts.slice(H);
-        }
-        const outs: Value[] = [];
-        for (let h = 0; h < H; h++) {
-          const scores = g.matmul(g.mul(q[h], g.scalar(1 / Math.sqrt(hd))), g.transpose(kv[h], [0, 2, 1])); // [B, n, T]
-          outs.push(g.matmul(g.softmax(scores, -1), kv[H + h])); // [B, n, hd]
-        }
-        merged = g.reshape(H === 1 ? outs[0] : g.concat(outs, 2), [this.rows(n), HD]);
-      } else {
-        // Inference graphs: heads batched as [B, H, T, hd] (fewer nodes; per-head and batched
-        // layouts measured the same at batch 1).
-        let [q, k, v] = this.splitHeads(this.normLinear(z, pre + 'norm1', pre + 'attn.qkv', 3 * HD), 3); // [B, H, T, hd]
-        if (!this.opts.scaleInQuery) q = g.mul(q, g.scalar(1 / Math.sqrt(hd)));
-        const out = g.matmul(g.softmax(g.matmul(q, g.transpose(k, [0, 1, 3, 2])), -1), v); // [B, H, T, hd]
-        merged = g.reshape(g.transpose(out, [0, 2, 1, 3]), [this.rows(T), HD]);
-      }
-      return this.dropPath(this.linear(merged, pre + 'attn.proj', D, HD), 2 * i, clsOnly);
-    });
+    // Training graphs: one Split gives every head's q, k, v as [B, T, hd]; per-head batched
+    // MatMuls need no 5-D transposes (faster in ORT: docs/engine.md) and the gradients are
+    // one Concat / Split.
+    let q: Value[]; // H x [B, n, hd]
+    let kv: Value[]; // 2H x [B, T, hd]: k heads, then v heads
+    const { xhat, w, b: bAll } = this.foldedNorm(z, pre + 'norm1', pre + 'attn.qkv', 3 * HD);
+    // The key bias shifts each query's scores by one constant, which softmax cancels: the
+    // graph leaves it out, so its gradient is exactly 0 rather than rounding noise (which
+    // AdamW, dividing by sqrt(v) + eps, would turn into updates).
+    const b = g.mul(bAll, g.constant(Array.from({ length: 3 * HD }, (_, r) => (r >= HD && r < 2 * HD ? 0 : 1)), [3 * HD]));
+    if (clsOnly) {
+      const kvAll = g.linear(xhat, g.slice(w, 0, HD, 3 * HD), g.slice(b, 0, HD, 3 * HD)); // [B*T, 2*H*hd]
+      kv = g.split(g.reshape(kvAll, [this.batch, T, 2 * HD]), 2, new Array(2 * H).fill(hd));
+      const qCls = g.linear(this.cls(xhat), g.slice(w, 0, 0, HD), g.slice(b, 0, 0, HD)); // [B, H*hd]
+      q = H === 1 ? [g.reshape(qCls, [this.batch, 1, hd])] : g.split(g.reshape(qCls, [this.batch, 1, HD]), 2, new Array(H).fill(hd));
+    } else {
+      const parts = g.split(g.reshape(g.linear(xhat, w, b), [this.batch, T, 3 * HD]), 2, new Array(3 * H).fill(hd));
+      q = parts.slice(0, H);
+      kv = parts.slice(H);
+    }
+    const outs: Value[] = [];
+    for (let h = 0; h < H; h++) {
+      const scores = g.matmul(g.mul(q[h], g.scalar(1 / Math.sqrt(hd))), g.transpose(kv[h], [0, 2, 1])); // [B, n, T]
+      outs.push(g.matmul(g.softmax(scores, -1), kv[H + h])); // [B, n, hd]
+    }
+    return g.reshape(H === 1 ? outs[0] : g.concat(outs, 2), [this.rows(n), HD]);
+  }
+
+  private batchedAttention(pre: string, z: Value): Value {
+    const g = this.g;
+    const { num_heads: H, head_dim: hd } = this.cfg;
+    const T = this.T;
+    const HD = H * hd;
+    // Heads batched as [B, H, T, hd] (fewer nodes; per-head and batched layouts measured the
+    // same at batch 1).
+    let [q, k, v] = this.splitHeads(this.normLinear(z, pre + 'norm1', pre + 'attn.qkv', 3 * HD), 3); // [B, H, T, hd]
+    if (!this.opts.scaleInQuery) q = g.mul(q, g.scalar(1 / Math.sqrt(hd)));
+    const out = g.matmul(g.softmax(g.matmul(q, g.transpose(k, [0, 1, 3, 2])), -1), v); // [B, H, T, hd]
+    return g.reshape(g.transpose(out, [0, 2, 1, 3]), [this.rows(T), HD]);
   }
 
   /** F_i(z) = fc2(GELU(fc1(LN2(z)))), z [R, D] -> [R, D]: R = B*T, or B with clsOnly (class tokens). */
@@ -407,7 +456,7 @@ class VitBuilder {
     const pre = `blocks.${i}.`;
     return g.scope(`blocks.${i}.mlp`, () => {
       let out: Value;
-      if (g.training) {
+      if (this.training) {
         // GELU(x) = erfGate(x / sqrt 2) / sqrt 2, the two scales folded into fc1 and fc2's weights
         const a = g.erfGate(this.normLinear(z, pre + 'norm2', pre + 'mlp.fc1', M, Math.SQRT1_2)); // [R, M]
         const w2 = g.mul(this.p(pre + 'mlp.fc2.weight', [D, M]), g.scalar(Math.SQRT1_2)); // [D, M]
@@ -421,9 +470,8 @@ class VitBuilder {
 
   /** Class token -> final LayerNorm -> head: z [B*T, D] (or the class tokens [B, D]) -> logits [B, K]. */
   head(z: Value, clsOnly = false): Value {
-    const g = this.g;
     const cls = clsOnly ? z : this.cls(z); // [B, D]
-    if (g.training) return this.normLinear(cls, 'norm', 'head', this.cfg.num_classes);
+    if (this.training) return this.normLinear(cls, 'norm', 'head', this.cfg.num_classes);
     return this.floatLinear(this.layerNorm(cls, 'norm'), 'head', this.cfg.num_classes, this.cfg.embed_dim);
   }
 

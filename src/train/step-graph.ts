@@ -54,7 +54,7 @@ export function decayMask(cfg: ViTConfig, layout: ParamLayout): Float64Array {
 export function buildTrainStepGraph(cfg: ViTConfig, structure: GraphStructure, opts: StepGraphOptions): Graph {
   const dtype = opts.dtype ?? 'float32';
   const o = { ...DEFAULT_ADAMW, ...opts.optim };
-  const g = new Graph('vitfold_train_step', { dtype, training: true });
+  const g = new Graph('vitfold_train_step', { dtype });
   const layout = new ParamLayout(cfg);
   const P = layout.total;
   const params = g.input('params', dtype, [P]);
@@ -73,7 +73,7 @@ export function buildTrainStepGraph(cfg: ViTConfig, structure: GraphStructure, o
   const dropKeep = opts.dropPath ? g.input('drop_keep', dtype, [2 * cfg.depth, opts.batch * T, 1]) : undefined;
 
   const { bind, values } = flatBinding(g, params, layout);
-  const logits = buildForward(g, cfg, structure, bind, { x, ...join, dropKeep });
+  const logits = buildForward(g, cfg, structure, bind, { x, ...join, dropKeep }, { training: true });
   const kd = opts.distill ? { ...opts.distill, teacherProbs: g.input('teacher_probs', dtype, [opts.batch, cfg.num_classes]) } : undefined;
   const loss = trainingLoss(g, logits, targets, kd);
   g.output(loss, 'loss');

@@ -45,7 +45,7 @@ const BATCH = 3;
  */
 function build(c: Case, training: boolean, clsOnly: boolean): Graph {
   const { cfg } = c;
-  const g = new Graph('cls_only_check', { dtype: 'float64', training });
+  const g = new Graph('cls_only_check', { dtype: 'float64' });
   const layout = new ParamLayout(cfg);
   const flat = training ? g.input('params', 'float64', [layout.total]) : null!;
   const x = g.input('x', 'float64', [BATCH, cfg.in_chans, cfg.img_size, cfg.img_size]);
@@ -55,7 +55,7 @@ function build(c: Case, training: boolean, clsOnly: boolean): Graph {
       : {};
   const dropKeep = training ? g.input('drop_keep', 'float64', [2 * cfg.depth, BATCH * numTokens(cfg), 1]) : undefined;
   const { bind, values } = training ? flatBinding(g, flat, layout) : { bind: initializerBinding(g, layout.unpack(params(cfg))), values: new Map() };
-  const logits = buildForward(g, cfg, c.structure, bind, { x, ...join, dropKeep }, { clsOnlyLastLayer: clsOnly });
+  const logits = buildForward(g, cfg, c.structure, bind, { x, ...join, dropKeep }, { clsOnlyLastLayer: clsOnly, training });
   g.output(logits, 'logits');
   if (training) {
     const loss = crossEntropy(g, logits, g.input('targets', 'float64', [BATCH, cfg.num_classes]));
