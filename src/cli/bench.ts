@@ -7,29 +7,23 @@ import { choiceList, positiveInt, positiveIntList } from './args.js';
 import { preset, PRESETS } from '../core/config.js';
 import { ModelError, type Model } from '../core/model.js';
 import { initParams } from '../core/params.js';
-import { benchSvg, formatBench, runBench, type BenchRuntime } from '../deploy/bench.js';
-import { PRECISIONS, type Precision } from '../deploy/export.js';
-import { DEFAULT_INT8_WEIGHTS, INT8_WEIGHTS, type Int8Weights } from '../deploy/int8.js';
+import { benchSvg, formatBench, runBench, type BenchOptions } from '../deploy/bench.js';
+import { PRECISIONS } from '../deploy/export.js';
+import { DEFAULT_INT8_WEIGHTS, INT8_WEIGHTS } from '../deploy/int8.js';
 import { loadModel, writeFileAtomic } from '../io.js';
 import { Progress } from './progress.js';
 
-interface BenchFlags {
+/** The parsed flags: BenchOptions' own fields, plus those named differently on the command line. */
+type BenchFlags = Pick<BenchOptions, 'threads' | 'runs' | 'rounds' | 'warmup' | 'peers' | 'memory' | 'spin'> & {
   preset: string;
   model?: string;
   depths?: number[];
-  batch: number[];
-  threads: number[];
-  precision: Precision[];
-  int8Weights: Int8Weights[];
-  runtime: BenchRuntime[];
-  runs: number;
-  rounds: number;
-  warmup: number;
-  peers: boolean;
-  memory: boolean;
-  spin: boolean;
+  batch: BenchOptions['batches'];
+  precision: BenchOptions['precisions'];
+  int8Weights: NonNullable<BenchOptions['int8Weights']>;
+  runtime: BenchOptions['runtimes'];
   out: string;
-}
+};
 
 export function addBenchCommand(program: Command): void {
   program
