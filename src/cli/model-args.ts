@@ -6,12 +6,13 @@ import { CliError, positiveInt } from './args.js';
 import { unjoinedCoefficients } from '../core/fold.js';
 import { describeStructure, toBranched, type Model } from '../core/model.js';
 import { type Tensor } from '../core/params.js';
-import { type FloatDType } from '../core/safetensors.js';
+import { FLOAT_DTYPES, type FloatDType } from '../core/safetensors.js';
 import { checkFold, randomInput } from '../core/verify.js';
 import { loadModel, readFloatTensor } from '../io.js';
 import { Progress } from './progress.js';
 
-export const DTYPES: Record<string, FloatDType> = { f32: 'F32', f64: 'F64', f16: 'F16', bf16: 'BF16' };
+/** --dtype f32|f64|f16|bf16: the safetensors float dtypes, lower case. */
+export const DTYPES: Record<string, FloatDType> = Object.fromEntries(FLOAT_DTYPES.map((d) => [d.toLowerCase(), d as FloatDType]));
 
 export function printNotes(notes: string[]): void {
   for (const n of notes) process.stderr.write(`note: ${n}\n`);

@@ -10,12 +10,13 @@ import type { ViTConfig } from '../core/config.js';
 import type { JoinCoefficients, Model } from '../core/model.js';
 import { paramSpecs, type Params, type Tensor } from '../core/params.js';
 import { gradients } from '../graph/autodiff.js';
-import { B, Graph, type Dim, type Value } from '../graph/graph.js';
+import { B, Graph, type Dim, type FloatElem, type Value } from '../graph/graph.js';
 import { toOnnxBytes } from '../graph/onnx.js';
 import { Session, type SessionOptions } from '../runtime/ort.js';
 import { buildForward, phasesFor, trainingLoss, type Distillation, type GraphStructure, type ParamBinding } from './vit-graph.js';
 
-export type FloatType = 'float32' | 'float64';
+/** The element types the engine computes in (onnxruntime has no float16 training kernels). */
+export type FloatType = Exclude<FloatElem, 'float16'>;
 
 export interface ParamEntry {
   name: string;
