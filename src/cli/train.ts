@@ -94,25 +94,40 @@ export function trainConfigFrom(o: TrainCliOptions): TrainConfig {
   };
 }
 
-/** Runs a training job with a progress bar and an epoch table on stdout. */
+/** 75 s -> '1m15s'. */
+function formatDuration(ms: number): string {
+  const s = Math.round(ms / 1000);
+  return s < 60 ? `${s}s` : s < 3600 ? `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s` : `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
+}
+
+/** Runs a training job with a progress bar (or progress lines) on stderr and an epoch table on stdout. */
 export async function runTrainingWith<T>(job: (events: TrainEvents) => Promise<T>): Promise<T> {
-  let bar = new Progress('epoch 1');
+  let bar: Progress | undefined;
   let lastLoss = NaN;
   let header = false;
+  let runStart: number | undefined;
+  let stepsTimed = 0;
   const fmtJoin = (v: number[]) => (v.length ? `[${v.map((c) => c.toFixed(2)).join(',')}]` : '-').padEnd(16);
   return job({
       onMessage: (m) => console.log(m),
       onStep: (s) => {
         lastLoss = s.loss;
-        bar.update(s.step, s.stepsPerEpoch, `loss ${lastLoss.toFixed(3)} lr ${s.lr.toExponential(1)} ${s.imgPerSec.toFixed(0)} img/s`);
+        // Whole-run ETA from this process's pace (evaluation between epochs not counted).
+        const now = performance.now();
+        if (runStart === undefined) runStart = now;
+        else stepsTimed++;
+        const left = (s.epochs - s.epoch - 1) * s.stepsPerEpoch + (s.stepsPerEpoch - s.step);
+        const runEta = stepsTimed > 0 ? ` run ETA ${formatDuration(((now - runStart) / stepsTimed) * left)}` : '';
+        bar ??= new Progress(`epoch ${s.epoch + 1}`);
+        bar.update(s.step, s.stepsPerEpoch, `loss ${lastLoss.toFixed(3)} lr ${s.lr.toExponential(1)} ${s.imgPerSec.toFixed(0)} img/s${runEta}`);
       },
       onEpoch: (e) => {
-        bar.done();
+        bar?.done();
+        bar = undefined;
         if (!header) {
           console.log('epoch  train loss  top-1   top-5   attn join        ffn join         s/epoch  img/s  data ms/step');
           header = true;
         }
-        bar = new Progress(`epoch ${e.epoch + 1}`);
         console.log(
           `${String(e.epoch).padStart(5)}  ${e.train_loss.toFixed(4).padStart(10)}  ${(100 * e.top1).toFixed(2).padStart(5)}%  ${e.top5 === undefined ? '   -  ' : (100 * e.top5).toFixed(2).padStart(5) + '%'}  ${fmtJoin(e.attn)} ${fmtJoin(e.ffn)} ` +
             `${e.seconds.toFixed(1).padStart(7)}  ${e.img_per_s.toFixed(0).padStart(5)}  ${e.data_ms_per_step.toFixed(2).padStart(6)} (step ${e.step_ms.toFixed(0)} ms)` +

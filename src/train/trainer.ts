@@ -95,7 +95,7 @@ export interface TrainConfig {
 }
 
 export interface TrainEvents {
-  onStep?: (s: { epoch: number; step: number; stepsPerEpoch: number; loss: number; lr: number; imgPerSec: number }) => void;
+  onStep?: (s: { epoch: number; epochs: number; step: number; stepsPerEpoch: number; loss: number; lr: number; imgPerSec: number }) => void;
   onEpoch?: (e: EpochRecord) => void;
   onMessage?: (m: string) => void;
   /** Return true to stop after the current step (tests: simulate a kill). */
@@ -433,7 +433,7 @@ async function trainLocked(cfg: TrainConfig, runDir: string, opts: TrainOptions)
       }
       const imgPerSec = (cfg.batch * (s + 1) * 1000) / (performance.now() - t0);
       if ((globalStep + 1) % cfg.logEvery === 0) log({ step: globalStep + 1, epoch: epoch + 1, loss: r.loss, lr, grad_norm: r.gradNorm, attn: join_?.attn, ffn: join_?.ffn, img_per_s: imgPerSec });
-      ev.onStep?.({ epoch, step: s + 1, stepsPerEpoch, loss: r.loss, lr, imgPerSec });
+      ev.onStep?.({ epoch, epochs: cfg.epochs, step: s + 1, stepsPerEpoch, loss: r.loss, lr, imgPerSec });
       if (ev.shouldStop?.(globalStep + 1)) {
         await runner.release();
         await teacher?.release();
