@@ -7,15 +7,17 @@ import { describeConfig, describeStructure } from '../core/model.js';
 import { paramCount } from '../core/params.js';
 import { loadModel } from '../io.js';
 import { printNotes, numHeadsOption } from './model-args.js';
+import { isOnnxPath, loadOnnxModel } from '../deploy/onnx-model.js';
 
 export function addInfoCommand(program: Command): void {
   program
     .command('info')
     .description('print a model file\'s config, join state, parameter count and FLOPs per image')
-    .argument('<model>', 'model .safetensors (vitfold or timm/DeiT)')
+    .argument('<model>', 'model .safetensors (vitfold or timm/DeiT), or a .onnx file vitfold exported')
     .addOption(numHeadsOption())
     .option('--json', 'print JSON instead of text')
     .action((path: string, o: { numHeads?: number; json?: boolean }) => {
+      if (isOnnxPath(path)) return printOnnxInfo(path, o.json ?? false);
       const notes: string[] = [];
       const model = loadModel(path, { numHeads: o.numHeads, notes });
       printNotes(notes);
@@ -51,4 +53,23 @@ export function addInfoCommand(program: Command): void {
       }
       for (const [k, v] of Object.entries(model.extraMetadata)) console.log(`metadata   ${k}: ${v.length > 100 ? v.slice(0, 100) + '...' : v}`);
     });
+}
+
+/** What an exported .onnx file says about itself (metadata_props), and its graph's size. */
+function printOnnxInfo(path: string, json: boolean): void {
+  const m = loadOnnxModel(path);
+  const md = m.metadata;
+  if (json) {
+    console.log(JSON.stringify({ file: path, bytes: m.bytes.length, producer: m.info.producer, opsets: m.info.opsets, nodes: m.info.nodes, config: m.config, metadata: md }, null, 2));
+    return;
+  }
+  const cfg = m.config;
+  console.log(`file       ${path} (ONNX, ${(m.bytes.length / 2 ** 20).toFixed(2)} MiB, ${m.info.nodes} nodes, ${Object.entries(m.info.opsets).map(([d, v]) => `${d} ${v}`).join(', ')}; ${m.info.producer})`);
+  console.log(`config     ${describeConfig(cfg)}, LayerNorm eps ${cfg.eps}`);
+  if (md.origin) console.log(`origin     ${md.origin}`);
+  if (md.precision) console.log(`precision  ${md.precision}`);
+  console.log(`params     ${paramCount(cfg).toLocaleString('en-US')} (${formatCount(paramCount(cfg))}); ${formatCount(flopsPerImage(cfg).total)}FLOP per image`);
+  const short = (v: string) => (v.length > 100 ? v.slice(0, 100) + '...' : v);
+  if (md.normalization) console.log(`normalize  ${short(md.normalization)}`);
+  if (md.classes) console.log(`classes    ${short(md.classes)}`);
 }

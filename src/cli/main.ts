@@ -5,12 +5,14 @@
 import { Command, CommanderError } from 'commander';
 import { fileSystemError, VitfoldError } from '../core/errors.js';
 import { EXIT } from './args.js';
+import { VERSION } from '../version.js';
 import { addInfoCommand } from './info.js';
 import { addInitCommand } from './init.js';
 import { addFoldCommand } from './fold.js';
 import { addVerifyCommand } from './verify.js';
 import { addPredictCommand } from './predict.js';
 import { addExportCommand } from './export.js';
+import { addEvalCommand } from './eval.js';
 import { addTrainCommands } from './train.js';
 import { addShrinkCommand } from './shrink.js';
 import { addExperimentCommand } from './experiment.js';
@@ -25,7 +27,7 @@ export function buildProgram(): Command {
       'Make Vision Transformers shallower without losing accuracy: train parallel branches, join them, ' +
         'then fold each block exactly into one wider layer (Zhou et al., arXiv 2511.19718).',
     )
-    .version('0.1.0')
+    .version(VERSION)
     .exitOverride()
     .option('--debug', 'print a stack trace with any error')
     .showHelpAfterError('(run with --help for usage)')
@@ -47,6 +49,7 @@ Examples:
   addVerifyCommand(program);
   addPredictCommand(program);
   addExportCommand(program);
+  addEvalCommand(program);
   addTrainCommands(program);
   addShrinkCommand(program);
   addExperimentCommand(program);

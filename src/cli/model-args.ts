@@ -4,6 +4,7 @@
 import { Option } from 'commander';
 import { CliError, positiveInt } from './args.js';
 import { unjoinedCoefficients } from '../core/fold.js';
+import type { ViTConfig } from '../core/config.js';
 import { describeStructure, toBranched, type Model } from '../core/model.js';
 import { type Tensor } from '../core/params.js';
 import { FLOAT_DTYPES, type FloatDType } from '../core/safetensors.js';
@@ -91,15 +92,21 @@ export function loadInput(path: string | undefined, model: Model, batch: number,
   if (path === undefined) {
     return { x: randomInput(model, batch, seed), label: `seeded normal [${batch}, ${model.config.in_chans}, ${model.config.img_size}, ${model.config.img_size}] (seed ${seed})` };
   }
+  const x = readInputTensor(path, model.config);
+  return { x, label: `${path} 'x' ${JSON.stringify(x.shape)}` };
+}
+
+/** Tensor 'x' [B, C, S, S] of a .safetensors file, checked against the model's input. */
+export function readInputTensor(path: string, cfg: ViTConfig): Tensor {
   const x = readFloatTensor(path, 'x', 4);
-  const { in_chans: C, img_size: S } = model.config;
+  const { in_chans: C, img_size: S } = cfg;
   if (x.shape[1] !== C || x.shape[2] !== S || x.shape[3] !== S) {
     throw new CliError(`${path}: 'x' has shape ${JSON.stringify(x.shape)}, expected [B, ${C}, ${S}, ${S}] for this model`);
   }
   if (x.shape[0] < 1) throw new CliError(`${path}: 'x' holds no images (shape ${JSON.stringify(x.shape)})`);
   const bad = x.data.findIndex((v) => !Number.isFinite(v));
   if (bad >= 0) throw new CliError(`${path}: 'x' holds a non-finite value (${x.data[bad]}) at flat index ${bad}`);
-  return { x, label: `${path} 'x' ${JSON.stringify(x.shape)}` };
+  return x;
 }
 
 export function progressFor(label: string) {
@@ -138,4 +145,17 @@ export function verifyFold(branched: Model, folded: Model, x: Tensor, inputLabel
 /** --num-heads: the head count of a file without a config (timm exports), which shapes cannot tell. */
 export function numHeadsOption(): Option {
   return new Option('--num-heads <n>', 'head count, for files without a config').argParser(positiveInt('--num-heads'));
+}
+
+/** The class names a model's metadata lists (classes), or null with a note when absent or malformed. */
+export function classNamesOf(metadata: Record<string, string>, path: string): string[] | null {
+  if (!metadata.classes) return null;
+  try {
+    const names = JSON.parse(metadata.classes) as unknown;
+    if (Array.isArray(names) && names.every((n) => typeof n === 'string')) return names;
+  } catch {
+    // reported below
+  }
+  printNotes([`${path}: the classes metadata is not a JSON array of names; printing class indices`]);
+  return null;
 }

@@ -15,7 +15,9 @@
 //     quantized at run time by DynamicQuantizeLinear; ORT fuses the chain into one
 //     DynamicQuantizeMatMul per linear layer).
 
-import { numTokens } from '../core/config.js';
+import { configJson, numTokens } from '../core/config.js';
+import { defaultNormalization } from '../core/preprocess.js';
+import { VERSION } from '../version.js';
 import { fold, unjoinedCoefficients } from '../core/fold.js';
 import { ModelError, type Model } from '../core/model.js';
 import { cloneParams } from '../core/params.js';
@@ -115,10 +117,30 @@ export interface ExportResult {
   int8Overflows: number;
 }
 
+/**
+ * What an exported file says about itself (ONNX metadata_props), in the keys of vitfold's
+ * safetensors metadata: config, structure (a fold's origin), normalization and classes (what
+ * a page needs to preprocess images and name classes), precision and vitfold's version.
+ */
+export function exportMetadata(model: Model, opts: ExportOptions = {}): Record<string, string> {
+  const cfg = model.config;
+  const s = model.structure;
+  const precision = opts.precision ?? 'fp32';
+  return {
+    vitfold_version: VERSION,
+    config: configJson(cfg),
+    structure: JSON.stringify(s),
+    origin: s.kind === 'folded' ? `folded from a ${s.source_depth}-layer model, ${s.branches} branches per block` : `a plain ${cfg.depth}-layer ViT`,
+    precision: precision === 'int8' ? `int8 (${opts.int8Weights ?? DEFAULT_INT8_WEIGHTS} weights)` : precision,
+    normalization: model.extraMetadata.normalization ?? JSON.stringify(defaultNormalization(cfg)),
+    ...(model.extraMetadata.classes ? { classes: model.extraMetadata.classes } : {}),
+  };
+}
+
 /** Builds the export and validates it in onnxruntime-node against the float64 reference. */
 export async function exportModel(model: Model, opts: ExportOptions & { validateBatch?: number; threads?: number } = {}): Promise<ExportResult> {
   const graph = buildExportGraph(model, opts);
-  const bytes = toOnnxBytes(graph, { docString: `vitfold export: ${model.structure.kind} ViT, depth ${model.config.depth}, ${opts.precision ?? 'fp32'}` });
+  const bytes = toOnnxBytes(graph, { docString: `vitfold export: ${model.structure.kind} ViT, depth ${model.config.depth}, ${opts.precision ?? 'fp32'}`, metadata: exportMetadata(model, opts) });
   const session = await Session.create(bytes, { threads: opts.threads });
   try {
     const x = randomInput(model, opts.validateBatch ?? 2, 0);

@@ -8,6 +8,7 @@ import { ELEM_CODE as ELEM, type AttrValue, type Dim, type Graph, type Value } f
 const { onnx } = createRequire(import.meta.url)('onnx-proto') as { onnx: typeof OnnxNs };
 
 export { OPSET } from './graph.js';
+import { VERSION } from '../version.js';
 const IR_VERSION = 8;
 
 function dimProto(d: Dim): OnnxNs.TensorShapeProto.IDimension {
@@ -29,8 +30,27 @@ function attrProto(name: string, v: AttrValue): OnnxNs.IAttributeProto {
 }
 
 export interface SerializeOptions {
-  /** Also declare these values as graph outputs' value_info (debugging). */
   docString?: string;
+  /** ModelProto.metadata_props: what the file is, readable without vitfold (onnx, netron, ...). */
+  metadata?: Record<string, string>;
+}
+
+/** The metadata_props, producer and opsets of ONNX model bytes (nothing else is decoded into objects we keep). */
+export function onnxModelInfo(bytes: Uint8Array): { metadata: Record<string, string>; producer: string; opsets: Record<string, number>; inputs: string[]; outputs: string[]; nodes: number } {
+  const m = onnx.ModelProto.decode(bytes);
+  const metadata: Record<string, string> = {};
+  for (const p of m.metadataProps ?? []) if (p.key) metadata[p.key] = p.value ?? '';
+  const opsets: Record<string, number> = {};
+  for (const o of m.opsetImport ?? []) opsets[o.domain || 'ai.onnx'] = Number(o.version);
+  const g = m.graph;
+  return {
+    metadata,
+    producer: `${m.producerName ?? ''} ${m.producerVersion ?? ''}`.trim(),
+    opsets,
+    inputs: (g?.input ?? []).map((v) => v.name ?? ''),
+    outputs: (g?.output ?? []).map((v) => v.name ?? ''),
+    nodes: g?.node?.length ?? 0,
+  };
 }
 
 /**
@@ -80,8 +100,9 @@ export function toOnnxBytes(g: Graph, opts: SerializeOptions = {}): Uint8Array {
   const model = onnx.ModelProto.create({
     irVersion: IR_VERSION,
     producerName: 'vitfold',
-    producerVersion: '0.1.0',
+    producerVersion: VERSION,
     docString: opts.docString ?? '',
+    metadataProps: Object.entries(opts.metadata ?? {}).map(([key, value]) => ({ key, value })),
     opsetImport: [{ domain: '', version: g.opset }, ...(usesMs ? [{ domain: 'com.microsoft', version: 1 }] : [])],
     graph: {
       name: g.name,

@@ -156,7 +156,13 @@ export interface PredictOptions extends SessionOptions {
 }
 
 /** Runs a model's forward pass in ONNX Runtime. */
-export class Predictor {
+/** Anything that turns images x [B, C, S, S] into logits [B, K]: a Predictor, or an exported file's session. */
+export interface Classifier {
+  predict(x: { shape: number[]; data: Float32Array | Float64Array }): Promise<Tensor>;
+  release(): Promise<void>;
+}
+
+export class Predictor implements Classifier {
   private constructor(
     private readonly session: Session,
     private readonly dtype: FloatType,

@@ -31,7 +31,7 @@ import { compareLogits } from '../core/verify.js';
 import { appendLine, loadModel, saveModel, writeFileAtomic } from '../io.js';
 import { commitCheckpoint, openRunDir, readCheckpointFiles, restoreCheckpoint } from './checkpoint.js';
 import { parseState, stateBytes, type ResumeState, type SwitchInfo } from './state.js';
-import { Predictor } from '../model/engine.js';
+import { Predictor, type Classifier } from '../model/engine.js';
 import { loadMnistLike, type ImageSet } from '../data/idx.js';
 import { loadCifar10 } from '../data/cifar.js';
 import { loadImageFolder } from '../data/folder.js';
@@ -144,11 +144,14 @@ export function batchSpec(cfg: TrainConfig): BatchSpec {
   return { size: cfg.model.img_size, normalization: cfg.normalization, cropPadding: cfg.augment.cropPadding, hflip: cfg.augment.hflip };
 }
 
-/** Top-1 accuracy and logits of a model on a set (engine, fp32). */
+/** Top-1 and top-5 accuracy and the predictions of a model on a set (engine, fp32). */
 export async function evaluate(model: Model, set: ImageSet, cfg: TrainConfig, batch = 500): Promise<{ top1: number; top5: number; predictions: Uint8Array }> {
-  const predictor = await Predictor.create(model, { threads: cfg.threads });
-  const S = model.config.img_size; // not set.size: image folders are stored larger and centre-cropped
-  const K = model.config.num_classes;
+  return evaluateClassifier(await Predictor.create(model, { threads: cfg.threads }), set, batchSpec(cfg), model.config.num_classes, batch);
+}
+
+/** The same for any classifier (an exported .onnx file's session, say); releases it. */
+export async function evaluateClassifier(classifier: Classifier, set: ImageSet, spec: BatchSpec, K: number, batch = 500): Promise<{ top1: number; top5: number; predictions: Uint8Array }> {
+  const S = spec.size; // not set.size: image folders are stored larger and centre-cropped
   const predictions = new Uint8Array(set.count);
   let correct = 0;
   let correct5 = 0;
@@ -157,8 +160,8 @@ export async function evaluate(model: Model, set: ImageSet, cfg: TrainConfig, ba
       const n = Math.min(batch, set.count - start);
       const x = new Float32Array(n * set.channels * S * S);
       const labels = new Array<number>(n);
-      fillBatch(set, Array.from({ length: n }, (_, i) => start + i), batchSpec(cfg), null, x, labels);
-      const logits = (await predictor.predict({ shape: [n, set.channels, S, S], data: x })).data;
+      fillBatch(set, Array.from({ length: n }, (_, i) => start + i), spec, null, x, labels);
+      const logits = (await classifier.predict({ shape: [n, set.channels, S, S], data: x })).data;
       for (let b = 0; b < n; b++) {
         let best = 0;
         for (let c = 1; c < K; c++) if (logits[b * K + c] > logits[b * K + best]) best = c;
@@ -171,7 +174,7 @@ export async function evaluate(model: Model, set: ImageSet, cfg: TrainConfig, ba
       }
     }
   } finally {
-    await predictor.release();
+    await classifier.release();
   }
   return { top1: correct / set.count, top5: correct5 / set.count, predictions };
 }
