@@ -71,3 +71,20 @@ test('exports carry their metadata; info, predict and eval take .onnx and agree 
   assert.equal(junk.code, 2);
   assert.match(junk.err, /junk.onnx: not an ONNX model/);
 });
+
+test('vitfold/web reads an export\'s metadata without a protobuf library, as onnx-proto decodes it', async () => {
+  const { exportModel } = await import('../../src/deploy/export.js');
+  const { onnxModelInfo } = await import('../../src/graph/onnx.js');
+  const { describeOnnxExport, readOnnxMetadata } = await import('vitfold/web');
+  const cfg = smallConfig({ img_size: 28, patch_size: 7, in_chans: 1, num_classes: 10 });
+  const m = { ...randomModel(cfg, 2), extraMetadata: { classes: JSON.stringify(FASHION_MNIST_CLASSES) } };
+  for (const precision of ['fp32', 'int8'] as const) {
+    const { bytes } = await exportModel(m, { precision });
+    assert.deepEqual(readOnnxMetadata(bytes), onnxModelInfo(bytes).metadata);
+    const d = describeOnnxExport(bytes);
+    assert.deepEqual(d.config, cfg);
+    assert.deepEqual(d.classes, FASHION_MNIST_CLASSES);
+    assert.deepEqual(d.normalization, { mean: [0.5], std: [0.5], crop_pct: 1 }); // the default, written explicitly
+    assert.throws(() => readOnnxMetadata(bytes.subarray(0, bytes.length - 3)), /truncated/);
+  }
+});
