@@ -80,7 +80,12 @@ function runCli(args: string[], logPath: string, onOutput?: (text: string) => vo
       appendFileSync(logPath, d);
       onOutput?.(String(d));
     });
-    child.stderr.on('data', (d) => appendFileSync(logPath, d));
+    child.stderr.on('data', (d) => {
+      appendFileSync(logPath, d);
+      // The run's progress lines (one per interval: the child's stderr is not a terminal).
+      const progress = String(d).split('\n').filter((l) => /^epoch \d+ \d+\/\d+ /.test(l));
+      if (progress.length) onOutput?.(progress.join('\n') + '\n');
+    });
     child.on('error', reject);
     child.on('close', (code) => resolve(code ?? 1));
   });
