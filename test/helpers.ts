@@ -1,6 +1,7 @@
 // Shared test helpers: where the golden fixtures are, random models that exercise every part
 // of the fold (random LayerNorm affine, random biases, head_dim != embed_dim / num_heads).
 
+import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import { tmpdir } from 'node:os';
@@ -86,4 +87,35 @@ export function writeDataset(dir: string, nTrain: number, nTest: number, gz: boo
     w(`${split}-images-idx3-ubyte`, idx([n, 28, 28], images));
     w(`${split}-labels-idx1-ubyte`, idx([n], labels));
   }
+}
+
+/** The built CLI (npm test builds first). */
+export const BIN = join(REPO, 'dist', 'cli', 'main.js');
+
+export interface CliRun {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  out: string;
+  err: string;
+  ms: number;
+}
+
+/**
+ * Runs `vitfold args` in a child process without blocking the test runner (so two can run at
+ * once). A hang is a failure: the child is killed after `timeoutMs`.
+ */
+export function runVitfold(args: string[], env: Record<string, string> = {}, timeoutMs = 120_000): Promise<CliRun> {
+  const t0 = performance.now();
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...env } });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (err += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, out, err, ms: performance.now() - t0 });
+    });
+  });
 }

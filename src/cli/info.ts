@@ -8,6 +8,7 @@ import { paramCount } from '../core/params.js';
 import { loadModel } from '../io.js';
 import { printNotes, numHeadsOption } from './model-args.js';
 import { isOnnxPath, loadOnnxModel } from '../deploy/onnx-model.js';
+import { onnxModelInfo } from '../graph/onnx.js';
 
 export function addInfoCommand(program: Command): void {
   program
@@ -59,12 +60,13 @@ export function addInfoCommand(program: Command): void {
 function printOnnxInfo(path: string, json: boolean): void {
   const m = loadOnnxModel(path);
   const md = m.metadata;
+  const graph = onnxModelInfo(m.bytes);
   if (json) {
-    console.log(JSON.stringify({ file: path, bytes: m.bytes.length, producer: m.info.producer, opsets: m.info.opsets, nodes: m.info.nodes, config: m.config, metadata: md }, null, 2));
+    console.log(JSON.stringify({ file: path, bytes: m.bytes.length, producer: graph.producer, opsets: graph.opsets, nodes: graph.nodes, config: m.config, metadata: md }, null, 2));
     return;
   }
   const cfg = m.config;
-  console.log(`file       ${path} (ONNX, ${(m.bytes.length / 2 ** 20).toFixed(2)} MiB, ${m.info.nodes} nodes, ${Object.entries(m.info.opsets).map(([d, v]) => `${d} ${v}`).join(', ')}; ${m.info.producer})`);
+  console.log(`file       ${path} (ONNX, ${(m.bytes.length / 2 ** 20).toFixed(2)} MiB, ${graph.nodes} nodes, ${Object.entries(graph.opsets).map(([d, v]) => `${d} ${v}`).join(', ')}; ${graph.producer})`);
   console.log(`config     ${describeConfig(cfg)}, LayerNorm eps ${cfg.eps}`);
   if (md.origin) console.log(`origin     ${md.origin}`);
   if (md.precision) console.log(`precision  ${md.precision}`);

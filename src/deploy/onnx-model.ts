@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { parseConfigJson, type ViTConfig } from '../core/config.js';
 import { ModelError } from '../core/model.js';
 import type { Tensor } from '../core/params.js';
-import { onnxModelInfo } from '../graph/onnx.js';
+import { readOnnxMetadata } from '../core/onnx-metadata.js';
 import type { Classifier } from '../model/engine.js';
 import { Session } from '../runtime/ort.js';
 
@@ -16,7 +16,6 @@ export interface OnnxModel {
   config: ViTConfig;
   /** metadata_props: config, structure, origin, precision, normalization, classes, vitfold_version. */
   metadata: Record<string, string>;
-  info: ReturnType<typeof onnxModelInfo>;
 }
 
 export const isOnnxPath = (path: string) => path.toLowerCase().endsWith('.onnx');
@@ -29,16 +28,16 @@ export function loadOnnxModel(path: string): OnnxModel {
     const code = (e as NodeJS.ErrnoException).code;
     throw new ModelError(`${path}: cannot read: ${code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory' : (e as Error).message}`);
   }
-  let info: OnnxModel['info'];
+  // Only the metadata is read here (a scan of the top level); onnxruntime parses the graph.
+  let metadata: Record<string, string>;
   try {
-    info = onnxModelInfo(bytes);
+    metadata = readOnnxMetadata(bytes);
   } catch (e) {
     throw new ModelError(`${path}: not an ONNX model (${(e as Error).message})`);
   }
-  const text = info.metadata.config;
+  const text = metadata.config;
   if (text === undefined) throw new ModelError(`${path}: has no vitfold metadata (metadata_props 'config'); vitfold reads the .onnx files that vitfold export writes`);
-  if (!info.inputs.includes('x') || !info.outputs.includes('logits')) throw new ModelError(`${path}: expected input 'x' and output 'logits', found inputs ${info.inputs.join(', ')} and outputs ${info.outputs.join(', ')}`);
-  return { path, bytes, config: parseConfigJson(text, `${path}: metadata_props`), metadata: info.metadata, info };
+  return { path, bytes, config: parseConfigJson(text, `${path}: metadata_props`), metadata };
 }
 
 /** An onnxruntime-node session of an exported model: logits [B, K] for images x [B, C, S, S]. */

@@ -67,7 +67,8 @@ export async function measureLatency(models: Map<string, string>, opts: { batch:
       const c = model.config;
       const shape = [opts.batch, c.in_chans, c.img_size, c.img_size];
       const x = Float32Array.from({ length: shape.reduce((a, b) => a * b) }, (_, i) => Math.sin(0.37 * i));
-      // Spinning on: one session runs at a time, as in a deployed model.
+      // Pool threads spin-wait (onnxruntime's default): the models are timed one at a time, as a
+      // deployed model runs.
       sessions.set(key, { session: await Session.create(bytes, { threads: opts.threads, spinning: true }), x, shape });
     }
     const perRound = new Map<string, number[]>([...sessions.keys()].map((k) => [k, []]));

@@ -103,8 +103,8 @@ export class StepRunner {
         dropPath: (this.opts.dropPath ?? 0) > 0,
         distill: this.opts.distill,
       });
-      // Spin-waiting on by default: steps run back to back in one session, and a step's ~2,500
-      // nodes each wake the pool thread otherwise (faster steps: docs/engine.md).
+      // Pool threads spin-wait: training steps run back to back, and each of a step's ~2,500
+      // nodes would otherwise wake a sleeping thread (faster steps: docs/engine.md).
       s = await Session.create(toOnnxBytes(g), sessionOptionsFor(this.dtype, { spinning: true, ...this.opts }));
       this.sessions.set(key, s);
     }

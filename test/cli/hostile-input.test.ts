@@ -4,7 +4,6 @@
 // a hang or unbounded memory.
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { cpSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
@@ -16,26 +15,10 @@ import { modelFromSafetensors, toBranched } from '../../src/core/model.js';
 import { Rng } from '../../src/core/rng.js';
 import { parseSafetensors } from '../../src/core/safetensors.js';
 import { saveModel } from '../../src/io.js';
-import { randomModel, REPO, smallConfig, tmpDir, writeDataset } from '../helpers.js';
+import { randomModel, runVitfold, smallConfig, tmpDir, writeDataset } from '../helpers.js';
 
-const BIN = join(REPO, 'dist', 'cli', 'main.js');
-
-function vitfold(...args: string[]): Promise<{ code: number | null; out: string; err: string; ms: number }> {
-  const t0 = performance.now();
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, ...args]);
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.stderr.on('data', (d) => (err += d));
-    // A hang is a failure: kill after 60 s (every case here takes under a few seconds).
-    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, out, err, ms: performance.now() - t0 });
-    });
-  });
-}
+// A hang is a failure: runVitfold kills the child after 60 s (every case here takes a few seconds).
+const vitfold = (...args: string[]) => runVitfold(args, {}, 60_000);
 
 /** A safetensors file with this header and `dataBytes` zero bytes of data. */
 function rawFile(header: object, dataBytes = 0): Buffer {

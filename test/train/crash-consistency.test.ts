@@ -4,31 +4,18 @@
 // Also: the run directory's lock, and a fresh run refusing a non-empty directory.
 
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { REPO, tmpDir, writeDataset } from '../helpers.js';
-
-const BIN = join(REPO, 'dist', 'cli', 'main.js');
+import { runVitfold, tmpDir, writeDataset } from '../helpers.js';
 
 /** A 4-layer model, 2 branches, 3 steps per epoch, joined within epoch 1, then 1 folded epoch. */
 const TRAIN = (data: string) =>
   ['train', '--data', data, '--depth', '4', '--embed-dim', '16', '--num-heads', '2', '--head-dim', '8', '--mlp-hidden', '32',
     '--branches', '2', '--epochs', '2', '--batch', '16', '--limit-test', '16', '--threads', '1', '--join-end', '0.3', '--ema', '0.9'];
 
-interface Run { code: number | null; signal: NodeJS.Signals | null; out: string; err: string }
-
-function vitfold(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...env } });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.stderr.on('data', (d) => (err += d));
-    child.on('close', (code, signal) => resolve({ code, signal, out, err }));
-  });
-}
+const vitfold = (args: string[], env: Record<string, string> = {}) => runVitfold(args, env);
 
 /** What a finished run must hold, timings removed from the log. */
 function fingerprint(dir: string): Record<string, string> {
