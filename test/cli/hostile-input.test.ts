@@ -4,7 +4,7 @@
 // a hang or unbounded memory.
 
 import assert from 'node:assert/strict';
-import { cpSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import sharp from 'sharp';
@@ -231,6 +231,32 @@ test('filesystem errors name the path the user gave and exit 2, no stack trace',
   for (const [args, message] of cases) {
     const r = await vitfold(...args);
     assert.equal(r.code, 2, `${args.join(' ')}: ${r.err}`);
+    assert.match(r.err, message);
+  }
+});
+
+test('temp files never follow a planted symlink: created exclusively, under unpredictable names', async () => {
+  const { tempPath, writeFileSynced, writeFileAtomic } = await import('../../src/io.js');
+  const dir = tmpDir();
+  const victim = join(dir, 'victim.txt');
+  writeFileSync(victim, 'keep me');
+  const target = join(dir, 'model.safetensors');
+  assert.notEqual(tempPath(target), tempPath(target));
+  const planted = join(dir, 'planted.tmp');
+  symlinkSync(victim, planted);
+  assert.throws(() => writeFileSynced(planted, new Uint8Array([1, 2, 3])), /EEXIST/);
+  writeFileAtomic(target, 'new');
+  assert.equal(readFileSync(victim, 'utf8'), 'keep me');
+  assert.equal(readFileSync(target, 'utf8'), 'new');
+});
+
+test('join windows outside training are usage errors naming the flag', async () => {
+  for (const [args, message] of [
+    [['--join-end', '2'], /--join-end 2 lies past the end of training/],
+    [['--join-start', '0.6', '--join-end', '0.5'], /join window must satisfy 0 <= start < end <= 1/],
+  ] as [string[], RegExp][]) {
+    const r = await vitfold('train', ...args, '--out', join(tmpDir(), 'r'));
+    assert.equal(r.code, 2, r.err);
     assert.match(r.err, message);
   }
 });
