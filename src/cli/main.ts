@@ -18,6 +18,7 @@ import { addShrinkCommand } from './shrink.js';
 import { addExperimentCommand } from './experiment.js';
 import { addDemoCommand } from './demo.js';
 import { addBenchCommand } from './bench.js';
+import { addAppCommand } from './app.js';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -40,7 +41,8 @@ Examples:
   $ vitfold fold deit-tiny.safetensors --branches 4 --assume-joined --out deit-tiny-3layer.safetensors
   $ vitfold verify deit-tiny.safetensors --branches 4 --assume-joined --folded deit-tiny-3layer.safetensors
   $ vitfold train --epochs 5 --out runs/fm
-  $ vitfold demo`,
+  $ vitfold demo
+  $ vitfold app`,
     );
 
   addInfoCommand(program);
@@ -55,6 +57,7 @@ Examples:
   addExperimentCommand(program);
   addDemoCommand(program);
   addBenchCommand(program);
+  addAppCommand(program);
 
   return program;
 }

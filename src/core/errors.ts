@@ -31,10 +31,11 @@ const FS_CODES: Record<string, string> = {
  * path; null for anything else.
  */
 export function fileSystemError(e: unknown): VitfoldError | null {
-  const err = e as NodeJS.ErrnoException | undefined;
+  // Node's ErrnoException, typed structurally: core/ is browser-safe and has no Node types.
+  const err = e as { code?: unknown; syscall?: string; path?: string } | undefined;
   if (!err || typeof err !== 'object' || typeof err.code !== 'string' || !(err.code in FS_CODES)) return null;
   const op = err.syscall ? `${err.syscall} ` : '';
   const path = err.path ?? '';
   const dest = (err as { dest?: string }).dest;
-  return new VitfoldError(`cannot ${op}${path}${dest ? ` -> ${dest}` : ''}: ${FS_CODES[err.code]} (${err.code})`);
+  return new VitfoldError(`cannot ${op}${path}${dest ? ` -> ${dest}` : ''}: ${FS_CODES[err.code as string]} (${err.code})`);
 }

@@ -39,6 +39,62 @@ export function parseNormalization(text: string | undefined, cfg: ViTConfig, whe
   return { mean: o.mean!, std: o.std!, crop_pct: crop };
 }
 
+/**
+ * The size an image of width x height is resized to before the center crop: the shorter side
+ * becomes round(img_size / crop_pct), the aspect ratio is kept (libvips' "fit outside").
+ */
+export function resizedSize(width: number, height: number, cfg: ViTConfig, norm: Normalization): [number, number] {
+  const R = Math.round(cfg.img_size / norm.crop_pct);
+  return width <= height ? [R, Math.max(R, Math.round((height * R) / width))] : [Math.max(R, Math.round((width * R) / height)), R];
+}
+
+/**
+ * Decoded pixels (bytes, `channels` per pixel, row-major, already at resizedSize) -> the model
+ * input [C, S, S] in float64: center crop, scale to [0, 1], normalize per channel. The first C
+ * channels are used (an alpha channel after them is ignored). `vitfold predict` and the browser
+ * app both end here, so they agree on any image that reaches this point with the same pixels.
+ */
+export function normalizePixels(pixels: ArrayLike<number>, width: number, height: number, channels: number, cfg: ViTConfig, norm: Normalization): Float64Array {
+  const S = cfg.img_size;
+  const C = cfg.in_chans;
+  if (channels < C || width < S || height < S || pixels.length < width * height * channels) {
+    throw new ModelError(`normalizePixels: ${width}x${height}x${channels} pixels cannot feed a ${S}x${S}x${C} model`);
+  }
+  const top = Math.floor((height - S) / 2);
+  const left = Math.floor((width - S) / 2);
+  const out = new Float64Array(C * S * S); // [C, S, S]
+  for (let c = 0; c < C; c++) {
+    for (let y = 0; y < S; y++) {
+      for (let x = 0; x < S; x++) {
+        const v = pixels[((top + y) * width + (left + x)) * channels + c] / 255;
+        out[c * S * S + y * S + x] = (v - norm.mean[c]) / norm.std[c];
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * RGBA pixels (a canvas's getImageData, at resizedSize) -> the model input [C, S, S]: RGB for a
+ * 3-channel model; for a 1-channel model the grey level libvips computes (luminance in linear
+ * light; a pixel with R = G = B stays exactly that level), then normalizePixels.
+ */
+export function rgbaToInput(rgba: ArrayLike<number>, width: number, height: number, cfg: ViTConfig, norm: Normalization): Float64Array {
+  if (cfg.in_chans === 3) return normalizePixels(rgba, width, height, 4, cfg, norm);
+  if (cfg.in_chans !== 1) throw new ModelError(`rgbaToInput: image input needs a 1- or 3-channel model (this one has ${cfg.in_chans})`);
+  const grey = new Uint8Array(width * height);
+  const lin = (v: number) => ((v /= 255) <= 0.04045 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4);
+  for (let i = 0; i < grey.length; i++) {
+    const [r, g, b] = [rgba[4 * i], rgba[4 * i + 1], rgba[4 * i + 2]];
+    if (r === g && g === b) grey[i] = r;
+    else {
+      const y = 0.2126 * lin(r) + 0.7152 * lin(g) + 0.0722 * lin(b);
+      grey[i] = Math.round(255 * (y <= 0.0031308 ? 12.92 * y : 1.055 * y ** (1 / 2.4) - 0.055));
+    }
+  }
+  return normalizePixels(grey, width, height, 1, cfg, norm);
+}
+
 /** Numerically stable softmax of one row. */
 export function softmaxRow(row: ArrayLike<number>): number[] {
   let mx = -Infinity;

@@ -3,7 +3,7 @@
 import { VitfoldError } from '../core/errors.js';
 import sharp, { type OutputInfo } from 'sharp';
 import type { ViTConfig } from '../core/config.js';
-import type { Normalization } from '../core/preprocess.js';
+import { normalizePixels, type Normalization } from '../core/preprocess.js';
 
 export class ImageError extends VitfoldError {
   override name = 'ImageError';
@@ -11,10 +11,9 @@ export class ImageError extends VitfoldError {
 
 /** One image -> [C, S, S] float64, timm eval transform (see src/core/preprocess.ts). */
 export async function loadImage(path: string, cfg: ViTConfig, norm: Normalization): Promise<Float64Array> {
-  const S = cfg.img_size;
   const C = cfg.in_chans;
   if (C !== 1 && C !== 3) throw new ImageError(`${path}: image input needs a 1- or 3-channel model (this one has ${C})`);
-  const R = Math.round(S / norm.crop_pct);
+  const R = Math.round(cfg.img_size / norm.crop_pct);
   let img = sharp(path, { failOn: 'error' }).removeAlpha();
   img = C === 1 ? img.greyscale() : img.toColourspace('srgb');
   let raw: { data: Buffer; info: OutputInfo };
@@ -23,17 +22,5 @@ export async function loadImage(path: string, cfg: ViTConfig, norm: Normalizatio
   } catch (e) {
     throw new ImageError(`${path}: cannot decode image: ${(e as Error).message}`);
   }
-  const { width: W, height: H, channels } = raw.info;
-  const top = Math.floor((H - S) / 2);
-  const left = Math.floor((W - S) / 2);
-  const out = new Float64Array(C * S * S);
-  for (let c = 0; c < C; c++) {
-    for (let y = 0; y < S; y++) {
-      for (let x = 0; x < S; x++) {
-        const v = raw.data[((top + y) * W + (left + x)) * channels + c] / 255;
-        out[c * S * S + y * S + x] = (v - norm.mean[c]) / norm.std[c];
-      }
-    }
-  }
-  return out;
+  return normalizePixels(raw.data, raw.info.width, raw.info.height, raw.info.channels, cfg, norm);
 }

@@ -7,9 +7,9 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
-import { dirname, join, normalize } from 'node:path';
+import { join, normalize } from 'node:path';
+import { ISOLATION_HEADERS, ortWebDist } from './app.js';
 import { timeModelsWasm, type WebJob, type WebTiming } from '../runtime/web-timing.js';
 
 export interface BrowserTiming extends WebTiming {
@@ -44,18 +44,13 @@ const r = await timeModelsWasm(ort, models, job);
 await post({ ...r, browser: navigator.userAgent, isolated: crossOriginIsolated });
 </script>`;
 
-/** onnxruntime-web's dist folder (the files a page loads). */
-function ortWebDist(): string {
-  return dirname(createRequire(import.meta.url).resolve('onnxruntime-web')); // .../onnxruntime-web/dist/ort.node.min.js
-}
-
 /** Times each model file in headless Chromium; throws if the browser cannot be started or the page fails. */
 export async function timeInChromium(files: string[], job: WebJob, opts: { chromium?: string; timeoutMs?: number } = {}): Promise<BrowserTiming> {
   const chromium = opts.chromium ?? findChromium();
   if (!chromium) throw new Error('Chromium not found (apt-get install chromium, or set VITFOLD_CHROMIUM)');
   const dist = ortWebDist();
   const profile = mkdtempSync(join(tmpdir(), 'vitfold-chromium-'));
-  const headers = { 'Cross-Origin-Opener-Policy': 'same-origin', 'Cross-Origin-Embedder-Policy': 'require-corp', 'Cache-Control': 'no-store' };
+  const headers = { ...ISOLATION_HEADERS, 'Cache-Control': 'no-store' };
   let browser: ChildProcess | undefined;
   let stderr = '';
   const server = createServer();
