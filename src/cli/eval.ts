@@ -15,6 +15,7 @@ import { loadModel } from '../io.js';
 import { Predictor, type Classifier } from '../model/engine.js';
 import { evaluateClassifier } from '../train/trainer.js';
 import { classNamesOf, numHeadsOption, printNotes } from './model-args.js';
+import { Progress } from './progress.js';
 
 const DATASETS = ['fashion-mnist', 'cifar10', 'folder'] as const;
 
@@ -52,7 +53,9 @@ export function addEvalCommand(program: Command): void {
       }
       if (set.classes.length !== cfg.num_classes) throw new CliError(`${path}: the model has ${cfg.num_classes} classes; the test set has ${set.classes.length}`);
       const t0 = performance.now();
-      const r = await evaluateClassifier(await create(), set, { size: cfg.img_size, normalization, cropPadding: 0, hflip: false }, cfg.num_classes, o.batch);
+      const progress = new Progress('eval    ');
+      const r = await evaluateClassifier(await create(), set, { size: cfg.img_size, normalization, cropPadding: 0, hflip: false }, cfg.num_classes, o.batch, (done, total) => progress.update(done, total, 'images'));
+      progress.done();
       const s = (performance.now() - t0) / 1000;
       console.log(`eval     ${path} on ${set.count.toLocaleString('en-US')} ${o.dataset} test images: top-1 ${(100 * r.top1).toFixed(2)}%, top-5 ${(100 * r.top5).toFixed(2)}% (${s.toFixed(1)} s)`);
     });

@@ -3,6 +3,7 @@
 import { Command, Option } from 'commander';
 import { positiveNumber, refuseOverwrite, EXIT } from './args.js';
 import { loadModel, writeFileAtomic } from '../io.js';
+import { Progress } from './progress.js';
 import { DEFAULT_INT8_WEIGHTS, INT8_WEIGHTS, type Int8Weights } from '../deploy/int8.js';
 import { DEFAULT_EXPORT_OPSET, EXPORT_ATTENTION, EXPORT_OPSETS, EXPORT_TOLERANCE, exportableModel, exportModel, PRECISIONS, type ExportAttention, type Precision } from '../deploy/export.js';
 import { printNotes, fmtErr, seconds, numHeadsOption } from './model-args.js';
@@ -32,7 +33,9 @@ export function addExportCommand(program: Command): void {
       printNotes(note ? [...notes, note] : notes);
       const t0 = performance.now();
       const opset = Number(o.opset);
-      const r = await exportModel(model, { clsOnly: o.clsOnly, precision: o.precision, int8Weights: o.int8Weights, opset, attention: o.attention });
+      const progress = new Progress('export  ');
+      const r = await exportModel(model, { clsOnly: o.clsOnly, precision: o.precision, int8Weights: o.int8Weights, opset, attention: o.attention, onProgress: (what, done, total) => progress.update(done, total, what) });
+      progress.done();
       const tol = o.tol ?? EXPORT_TOLERANCE[o.precision];
       const ok = r.error.maxRel <= tol;
       // a file that failed its validation is not written: nothing wrong is left on disk

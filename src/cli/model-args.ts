@@ -112,7 +112,7 @@ export function readInputTensor(path: string, cfg: ViTConfig): Tensor {
 export function progressFor(label: string) {
   const p = new Progress(label);
   return {
-    onImage: (what: string, done: number, total: number) => p.update(done, total, what),
+    onProgress: (what: string, done: number, total: number) => p.update(done, total, what),
     done: () => p.done(),
   };
 }
@@ -127,7 +127,7 @@ export interface VerifyReport {
 export function verifyFold(branched: Model, folded: Model, x: Tensor, inputLabel: string, tol: number): VerifyReport {
   const prog = progressFor('verify');
   const t0 = performance.now();
-  const res = checkFold(branched, folded, x, prog.onImage);
+  const res = checkFold(branched, folded, x, prog.onProgress);
   prog.done();
   const ok = res.error.maxRel <= tol;
   return {

@@ -15,8 +15,11 @@ import type { Params, Tensor } from './params.js';
 export interface ForwardOptions {
   /** Overrides a branched model's join coefficients (one per block). */
   join?: JoinCoefficients;
-  /** Called after each image with (done, total). */
-  onImage?: (done: number, total: number) => void;
+  /**
+   * Called after each block (a branched block, or one layer) of each image with (done, total)
+   * in blocks, so that one large image shows progress too.
+   */
+  onProgress?: (done: number, total: number) => void;
 }
 
 interface LayerWeights {
@@ -223,22 +226,25 @@ export function referenceForward(model: Model, x: Tensor, opts: ForwardOptions =
   const normW = get(model.params, 'norm.weight');
   const normB = get(model.params, 'norm.bias');
   const logits = new Float64Array(B * K);
+  const blocks = s.kind === 'branched' ? cfg.depth / s.branches : cfg.depth;
+  const tick = (n: number, b: number) => opts.onProgress?.(n * blocks + b + 1, B * blocks);
   for (let n = 0; n < B; n++) {
     let z = embed(cfg, model.params, x.data, n * C * S * S); // [T, D]
     if (s.kind === 'branched') {
       const k = s.branches;
       for (let b = 0; b < cfg.depth / k; b++) {
         z = branchedBlock(cfg, layers.slice(b * k, (b + 1) * k), join!.attn[b], join!.ffn[b], z, T);
+        tick(n, b);
       }
     } else {
-      for (const w of layers) {
+      for (const [i, w] of layers.entries()) {
         addInPlace(z, attention(cfg, w, z, T));
         addInPlace(z, ffn(cfg, w, z, T));
+        tick(n, i);
       }
     }
     const cls = layerNorm(z.subarray(0, D), 1, D, normW, normB, cfg.eps); // [1, D]: the head reads token 0
     logits.set(linear(cls, 1, D, headW, headB, K), n * K);
-    opts.onImage?.(n + 1, B);
   }
   return { shape: [B, K], data: logits };
 }

@@ -40,8 +40,12 @@ export interface FoldCheck {
   error: LogitError;
 }
 
-export function checkFold(branched: Model, folded: Model, x: Tensor, onImage?: (what: string, done: number, total: number) => void): FoldCheck {
-  const branchedLogits = referenceForward(branched, x, { onImage: (d, t) => onImage?.('branched', d, t) });
-  const foldedLogits = referenceForward(folded, x, { onImage: (d, t) => onImage?.('folded', d, t) });
+export function checkFold(branched: Model, folded: Model, x: Tensor, onProgress?: (what: string, done: number, total: number) => void): FoldCheck {
+  // One scale for both passes: the branched model's blocks cost k folded layers' worth each.
+  const branchedTotal = x.shape[0] * branched.config.depth;
+  const total = branchedTotal + x.shape[0] * folded.config.depth;
+  const k = branched.structure.kind === 'branched' ? branched.structure.branches : 1;
+  const branchedLogits = referenceForward(branched, x, { onProgress: (d) => onProgress?.('branched', d * k, total) });
+  const foldedLogits = referenceForward(folded, x, { onProgress: (d) => onProgress?.('folded', branchedTotal + d, total) });
   return { branchedLogits, foldedLogits, error: compareLogits(branchedLogits.data, foldedLogits.data) };
 }

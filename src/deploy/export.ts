@@ -138,14 +138,27 @@ export function exportMetadata(model: Model, opts: ExportOptions = {}): Record<s
 }
 
 /** Builds the export and validates it in onnxruntime-node against the float64 reference. */
-export async function exportModel(model: Model, opts: ExportOptions & { validateBatch?: number; threads?: number } = {}): Promise<ExportResult> {
+export async function exportModel(
+  model: Model,
+  opts: ExportOptions & { validateBatch?: number; threads?: number; onProgress?: (what: string, done: number, total: number) => void } = {},
+): Promise<ExportResult> {
+  const batch = opts.validateBatch ?? 2;
+  // Progress in steps: build, serialize, start onnxruntime, run it, then the float64 reference
+  // one layer of one image at a time (the slowest part at DeiT size).
+  const total = 4 + batch * model.config.depth;
+  const step = (what: string, done: number) => opts.onProgress?.(what, done, total);
+  step('building the graph', 0);
   const graph = buildExportGraph(model, opts);
+  step('serializing', 1);
   const bytes = toOnnxBytes(graph, { docString: `vitfold export: ${model.structure.kind} ViT, depth ${model.config.depth}, ${opts.precision ?? 'fp32'}`, metadata: exportMetadata(model, opts) });
+  step('loading into onnxruntime', 2);
   const session = await Session.create(bytes, { threads: opts.threads });
   try {
-    const x = randomInput(model, opts.validateBatch ?? 2, 0);
+    const x = randomInput(model, batch, 0);
+    step('running onnxruntime', 3);
     const out = await session.run({ x: { shape: x.shape, data: Float32Array.from(x.data) } });
-    const error = compareLogits(referenceForward(model, x).data, Float64Array.from(out.logits.data as Float32Array));
+    const reference = referenceForward(model, x, { onProgress: (d) => step('float64 reference', 4 + d) });
+    const error = compareLogits(reference.data, Float64Array.from(out.logits.data as Float32Array));
     return { bytes, error, tokens: numTokens(model.config), int8Overflows: int8GraphOverflows(graph).length };
   } finally {
     await session.release();

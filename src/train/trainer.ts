@@ -150,7 +150,14 @@ export async function evaluate(model: Model, set: ImageSet, cfg: TrainConfig, ba
 }
 
 /** The same for any classifier (an exported .onnx file's session, say); releases it. */
-export async function evaluateClassifier(classifier: Classifier, set: ImageSet, spec: BatchSpec, K: number, batch = 500): Promise<{ top1: number; top5: number; predictions: Uint8Array }> {
+export async function evaluateClassifier(
+  classifier: Classifier,
+  set: ImageSet,
+  spec: BatchSpec,
+  K: number,
+  batch = 500,
+  onProgress?: (done: number, total: number) => void,
+): Promise<{ top1: number; top5: number; predictions: Uint8Array }> {
   const S = spec.size; // not set.size: image folders are stored larger and centre-cropped
   const predictions = new Uint8Array(set.count);
   let correct = 0;
@@ -172,6 +179,7 @@ export async function evaluateClassifier(classifier: Classifier, set: ImageSet, 
         for (let c = 0; c < K; c++) if (logits[b * K + c] > logits[b * K + labels[b]]) above++;
         if (above < 5) correct5++;
       }
+      onProgress?.(start + n, set.count);
     }
   } finally {
     await classifier.release();

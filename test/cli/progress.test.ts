@@ -29,3 +29,25 @@ test('train with piped output prints a progress line per interval, with the epoc
   });
   for (const l of lines) assert.match(l, /^epoch \d \d+\/100 \d+\.\ds ETA \d+\.\ds loss \d\.\d{3} lr \S+ \d+ img\/s run ETA \d+s$/);
 });
+
+test('export, verify and eval with piped output print plain progress lines (what they are doing, done/total, ETA), never a carriage return', () => {
+  const root = tmpDir();
+  writeDataset(join(root, 'data'), 16, 400, false);
+  const model = join(root, 'm.safetensors');
+  const env = { ...process.env, VITFOLD_PROGRESS_SECONDS: '0.001' };
+  const vitfold = (args: string[]) => spawnSync(process.execPath, [join(REPO, 'dist', 'cli', 'main.js'), ...args], { encoding: 'utf8', env });
+  assert.equal(vitfold(['init', '--preset', 'vit-28-p7', '--out', model]).status, 0);
+  const runs: [string, string[], RegExp][] = [
+    ['export', ['export', model, '--out', join(root, 'm.onnx')], /^export {3}\d+\/28 \d+\.\ds( ETA \d+\.\ds)? (building the graph|serializing|loading into onnxruntime|running onnxruntime|float64 reference)$/],
+    ['verify', ['verify', model, '--branches', '4', '--assume-joined', '--batch', '2'], /^verify \d+\/30 \d+\.\ds( ETA \d+\.\ds)? (branched|folded)$/],
+    ['eval', ['eval', model, '--data', join(root, 'data'), '--batch', '10'], /^eval {5}\d+\/400 \d+\.\ds( ETA \d+\.\ds)? images$/],
+  ];
+  for (const [name, args, line] of runs) {
+    const r = vitfold(args);
+    assert.equal(r.status, 0, r.stderr);
+    assert.ok(!r.stderr.includes('\r'), `${name}: no carriage returns in a log`);
+    const lines = r.stderr.split('\n').filter(Boolean);
+    assert.ok(lines.length >= 1, `${name}: no progress line:\n${r.stderr}`);
+    for (const l of lines) assert.match(l, line, name);
+  }
+});
