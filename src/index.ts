@@ -12,7 +12,7 @@ export * from './core/verify.js';
 export { erf, gelu } from './core/erf.js';
 export { Rng } from './core/rng.js';
 export { toHalfBits, fromHalfBits } from './core/half.js';
-export * from './io.js';
+export { loadModel, saveModel, readSafetensors, writeSafetensors, readFloatTensor, readIntTensor, writeFloatTensors } from './io.js';
 export { VitfoldError, fileSystemError } from './core/errors.js';
 export { RunDirError, readCheckpoint, readRunLog, CHECKPOINT_FILE, type Checkpoint } from './train/checkpoint.js';
 export { Predictor, lossAndGradients, type PredictOptions, type GradientOptions, type LossAndGradients } from './model/engine.js';

@@ -20,6 +20,7 @@ import {
   type SafetensorsFile,
 } from './core/safetensors.js';
 
+/** Reads and parses a .safetensors file (errors name the path). */
 export function readSafetensors(path: string): SafetensorsFile {
   let buf: Buffer;
   try {
@@ -128,14 +129,23 @@ export function sameFile(a: string, b: string): boolean {
   }
 }
 
+/** Writes a .safetensors file atomically. */
 export function writeSafetensors(path: string, file: SafetensorsFile): void {
   writeFileAtomic(path, serializeSafetensors(file));
 }
 
+/**
+ * Loads a model file: vitfold metadata when present, else a timm checkpoint with the config
+ * inferred from the shapes.
+ */
 export function loadModel(path: string, opts: LoadOptions = {}): Model {
   return modelFromSafetensors(readSafetensors(path), path, opts);
 }
 
+/**
+ * Saves a model with its config, structure and metadata (atomically), in its own dtype or the one
+ * given.
+ */
 export function saveModel(path: string, model: Model, dtype?: FloatDType): void {
   writeSafetensors(path, modelToSafetensors(model, dtype));
 }
@@ -155,6 +165,7 @@ export function readFloatTensor(path: string, name: string, rank?: number): Tens
   return { shape: [...t.shape], data: decodeFloat(t, `${path}: '${name}'`) };
 }
 
+/** An integer tensor (e.g. labels) from a .safetensors file. */
 export function readIntTensor(path: string, name: string): { shape: number[]; data: number[] } {
   const file = readSafetensors(path);
   const t: RawTensor | undefined = file.tensors.get(name);
@@ -162,6 +173,7 @@ export function readIntTensor(path: string, name: string): { shape: number[]; da
   return { shape: [...t.shape], data: decodeInt(t, `${path}: '${name}'`) };
 }
 
+/** Writes float tensors (e.g. logits) to a .safetensors file atomically. */
 export function writeFloatTensors(path: string, tensors: Record<string, Tensor>, dtype: FloatDType = 'F32', metadata?: Record<string, string>): void {
   const map = new Map<string, RawTensor>();
   for (const [name, t] of Object.entries(tensors)) map.set(name, encodeFloat(t.data, t.shape, dtype));

@@ -64,3 +64,8 @@ export function refuseOutsideInput(runDir: string, input: string): void {
     throw new CliError(`--out ${runDir} holds the input ${input}; the run writes into that directory: choose another --out`);
   }
 }
+
+/** This process's command line as a user would type it again: `vitfold <args>`. */
+export function commandLine(): string[] {
+  return ['vitfold', ...process.argv.slice(2).filter((a) => a !== '--debug')];
+}

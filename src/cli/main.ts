@@ -19,6 +19,7 @@ import { addExperimentCommand } from './experiment.js';
 import { addDemoCommand } from './demo.js';
 import { addBenchCommand } from './bench.js';
 import { addAppCommand } from './app.js';
+import { addReportCommand } from './report.js';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -57,6 +58,7 @@ Examples:
   addExperimentCommand(program);
   addDemoCommand(program);
   addBenchCommand(program);
+  addReportCommand(program);
   addAppCommand(program);
 
   return program;

@@ -2,7 +2,7 @@
 
 import { join } from 'node:path';
 import { Command, Option } from 'commander';
-import { CliError, nonNegativeInt, numberArg, positiveInt, positiveNumber, refuseFlagsWithResume, refuseOutsideInput } from './args.js';
+import { CliError, commandLine, nonNegativeInt, numberArg, positiveInt, positiveNumber, refuseFlagsWithResume, refuseOutsideInput } from './args.js';
 import { describeConfig } from '../core/model.js';
 import { parseNormalization } from '../core/preprocess.js';
 import { exportModel, EXPORT_TOLERANCE } from '../deploy/export.js';
@@ -103,7 +103,7 @@ Examples:
         const how = plan.method === 'join' ? `${D / depth} branches per block joined (${cfg.join.mode}, ${cfg.join.shape}) over ${cfg.join.start}-${cfg.join.end} of the run, then folded` : `layers ${plan.layers!.join(', ')} kept`;
         console.log(`shrink   ${teacherPath} (${describeConfig(teacher.config)}) -> ${depth} layers: ${how}`);
         console.log(`recipe   ${cfg.epochs} epochs, lr ${cfg.lr}, ${cfg.data.limitTrain ?? 'all'} training images, ${cfg.distill ? `distilled from the deep model (alpha ${cfg.distill.alpha}, T ${cfg.distill.temperature})` : 'labels only'}`);
-        r = await runTrainingWith((events) => shrink(cfg, o.out, { force: o.force, events }));
+        r = await runTrainingWith((events) => shrink(cfg, o.out, { force: o.force, events, command: commandLine() }));
       }
       printResult(r);
       if (r.stopped === 'done' && o.export) await exportShrunk(r);

@@ -3,7 +3,7 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, Option } from 'commander';
-import { fraction, nonNegativeNumber, numberArg, positiveInt, refuseFlagsWithResume, refuseOutsideInput } from './args.js';
+import { commandLine, fraction, nonNegativeNumber, numberArg, positiveInt, refuseFlagsWithResume, refuseOutsideInput } from './args.js';
 import { preset, PRESETS, type ViTConfig } from '../core/config.js';
 import { describeConfig, type Model } from '../core/model.js';
 import { paramCount } from '../core/params.js';
@@ -250,6 +250,6 @@ Examples:
         cfg.normalization = o.dataset === 'folder' ? defaultNormalization(target) : cfg.normalization;
       }
       console.log(`model    ${describeConfig(cfg.model)}, ${paramCount(cfg.model).toLocaleString('en-US')} params; ${cfg.model.depth / cfg.branches} blocks x ${cfg.branches} branches`);
-      printFold(await runTrainingWith((events) => train(cfg, o.out, { init, force: o.force, events })));
+      printFold(await runTrainingWith((events) => train(cfg, o.out, { init, force: o.force, events, command: commandLine() })));
     });
 }

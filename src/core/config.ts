@@ -7,6 +7,10 @@
 
 import { VitfoldError } from './errors.js';
 
+/**
+ * The one description of a ViT: image and patch size, channels, classes, width, depth, heads,
+ * head size, MLP width, LayerNorm epsilon (timm names).
+ */
 export interface ViTConfig {
   img_size: number; // S: input images are S x S
   patch_size: number; // P: non-overlapping P x P patches, N = (S/P)^2 tokens + 1 class token
@@ -20,6 +24,7 @@ export interface ViTConfig {
   eps: number; // LayerNorm epsilon
 }
 
+/** The fields of a ViTConfig, in the order files store them. */
 export const CONFIG_KEYS: readonly (keyof ViTConfig)[] = [
   'img_size',
   'patch_size',
@@ -33,6 +38,7 @@ export const CONFIG_KEYS: readonly (keyof ViTConfig)[] = [
   'eps',
 ];
 
+/** A config that is not a valid ViT (names the field and the expected value). */
 export class ConfigError extends VitfoldError {
   override name = 'ConfigError';
 }
@@ -50,6 +56,7 @@ export const PRESETS = {
   'vit-32': vit({ img: 32, patch: 4, chans: 3, classes: 10, dim: 192, depth: 12, heads: 3 }),
 } satisfies Record<string, ViTConfig>;
 
+/** The names preset() accepts. */
 export type PresetName = keyof typeof PRESETS;
 
 function vit(p: {
@@ -76,6 +83,9 @@ function vit(p: {
   };
 }
 
+/**
+ * The ViTConfig of a named preset (deit-tiny, deit-small, deit-base, vit-28-p7, vit-28, vit-32).
+ */
 export function preset(name: string): ViTConfig {
   const cfg = (PRESETS as Record<string, ViTConfig>)[name];
   if (!cfg) {
@@ -114,6 +124,10 @@ export const CONFIG_LIMITS: Readonly<Record<Exclude<keyof ViTConfig, 'eps'>, num
   head_dim: 4096,
   mlp_hidden: 1 << 20,
 };
+/**
+ * The most patches per image a config may have (keeps a hostile config from allocating without
+ * bound).
+ */
 export const MAX_PATCHES = 4096;
 
 /**
@@ -191,6 +205,7 @@ export function parseConfigJson(text: string, where: string): ViTConfig {
   return validateConfig(out as unknown as ViTConfig, where);
 }
 
+/** A config as the JSON stored in files' metadata. */
 export function configJson(cfg: ViTConfig): string {
   const o: Record<string, number> = {};
   for (const k of CONFIG_KEYS) o[k] = cfg[k];

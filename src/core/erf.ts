@@ -29,6 +29,10 @@ function expNegSq(y: number): number {
   return Math.exp(-ysq * ysq) * Math.exp(-del);
 }
 
+/**
+ * The error function erf(x), to float64 precision (the GELU of timm and ONNX is x/2 (1 + erf(x /
+ * sqrt 2))).
+ */
 export function erf(x: number): number {
   const y = Math.abs(x);
   if (y <= 0.46875) {

@@ -2,6 +2,10 @@
 // directory): the CLI prints its message and exits 2, with no stack trace. Anything else that
 // escapes is a bug, and the CLI says so.
 
+/**
+ * The base of every error about the user's input, flags or files: the CLI prints its message
+ * alone and exits 2.
+ */
 export class VitfoldError extends Error {
   override name = 'VitfoldError';
 }

@@ -6,6 +6,7 @@
 
 import { numPatches, numTokens, type ViTConfig } from './config.js';
 
+/** FLOPs per image by part: patch embedding, attention, MLP, head, total. */
 export interface FlopsBreakdown {
   patchEmbed: number;
   attention: number; // qkv + scores + weighted sum + proj, all layers
@@ -14,6 +15,7 @@ export interface FlopsBreakdown {
   total: number;
 }
 
+/** Matrix-product FLOPs per image (multiply-add = 2) of a config, by part. */
 export function flopsPerImage(cfg: ViTConfig): FlopsBreakdown {
   const T = numTokens(cfg);
   const D = cfg.embed_dim;
@@ -30,6 +32,7 @@ export function flopsPerImage(cfg: ViTConfig): FlopsBreakdown {
   return { patchEmbed, attention, mlp, head, total: patchEmbed + attention + mlp + head };
 }
 
+/** A count in k/M/G form (905.1 k). */
 export function formatCount(n: number): string {
   if (n >= 1e9) return `${(n / 1e9).toFixed(2)} G`;
   if (n >= 1e6) return `${(n / 1e6).toFixed(2)} M`;

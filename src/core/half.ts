@@ -31,6 +31,7 @@ export function toHalfBits(x: number): number {
   return h;
 }
 
+/** The float value of IEEE 754 half-precision bits (F16 tensors). */
 export function fromHalfBits(h: number): number {
   const sign = h & 0x8000 ? -1 : 1;
   const e = (h >>> 10) & 0x1f;

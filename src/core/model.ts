@@ -56,6 +56,10 @@ export function validateJoin(j: JoinCoefficients, blocks: number, where: string,
   return j;
 }
 
+/**
+ * How the layers of a model are arranged: plain (sequential), branched (k per block, with join
+ * coefficients) or folded (and from what).
+ */
 export type Structure =
   /** A plain ViT: `depth` sequential layers. */
   | { kind: 'plain' }
@@ -67,6 +71,10 @@ export type Structure =
   /** A plain ViT produced by folding a `branches`-branch model of depth `source_depth`. */
   | { kind: 'folded'; branches: number; source_depth: number };
 
+/**
+ * A ViT: config, structure, parameters (timm names), stored dtype and extra metadata
+ * (normalization, classes, ...).
+ */
 export interface Model {
   config: ViTConfig;
   structure: Structure;
@@ -77,10 +85,12 @@ export interface Model {
   extraMetadata: Record<string, string>;
 }
 
+/** A model file or structure that is wrong (names the file, tensor or coefficient). */
 export class ModelError extends VitfoldError {
   override name = 'ModelError';
 }
 
+/** Blocks of a structure: depth / k for a branched model, else the depth. */
 export function numBlocks(s: Structure, cfg: ViTConfig): number {
   return s.kind === 'branched' ? cfg.depth / s.branches : cfg.depth;
 }
@@ -122,6 +132,7 @@ function parseStructure(text: string, cfg: ViTConfig, where: string): Structure 
   return validateStructure(cfg, s as unknown as Structure, where);
 }
 
+/** Options of loadModel for files without vitfold metadata. */
 export interface LoadOptions {
   /** Head count for files without `__metadata__.config` (it cannot be read off the shapes). */
   numHeads?: number;
@@ -279,6 +290,7 @@ export function modelToSafetensors(model: Model, dtype: FloatDType = model.dtype
   return { tensors, metadata };
 }
 
+/** A config in one line (what `vitfold info` prints). */
 export function describeConfig(c: ViTConfig): string {
   return (
     `img ${c.img_size}/${c.patch_size}, ${c.in_chans} channels, width ${c.embed_dim}, depth ${c.depth}, ` +
@@ -286,6 +298,7 @@ export function describeConfig(c: ViTConfig): string {
   );
 }
 
+/** A structure in one line: plain, branched with its coefficients, or folded and from what. */
 export function describeStructure(s: Structure, cfg: ViTConfig): string {
   switch (s.kind) {
     case 'plain':
@@ -326,6 +339,7 @@ export function toBranched(
   return { ...model, structure, params: cloneParams(model.params), extraMetadata: { ...model.extraMetadata } };
 }
 
+/** Whether every join coefficient is 1 (the model has an exact fold). */
 export function isFullyJoined(s: Structure): boolean {
   return s.kind === 'branched' && s.attn.every((a) => a === 1) && s.ffn.every((f) => f === 1);
 }

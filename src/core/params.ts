@@ -7,6 +7,7 @@ import type { ViTConfig } from './config.js';
 import { numTokens } from './config.js';
 import { Rng } from './rng.js';
 
+/** A float tensor: shape and row-major data (float64 in the core). */
 export interface Tensor {
   shape: number[];
   data: Float64Array;
@@ -15,8 +16,10 @@ export interface Tensor {
 /** Parameters by timm name. Values are float64 whatever the file's dtype. */
 export type Params = Map<string, Tensor>;
 
+/** What a parameter is, for initialization and weight decay. */
 export type ParamRole = 'weight' | 'bias' | 'norm' | 'token';
 
+/** One parameter of a ViT: timm name, shape and role. */
 export interface ParamSpec {
   name: string;
   shape: number[];
@@ -25,6 +28,7 @@ export interface ParamSpec {
   role: ParamRole;
 }
 
+/** The parameters of layer i (timm names, shapes, roles). */
 export function layerParamSpecs(cfg: ViTConfig, i: number): ParamSpec[] {
   const D = cfg.embed_dim;
   const HD = cfg.num_heads * cfg.head_dim;
@@ -67,6 +71,7 @@ export function paramSpecs(cfg: ViTConfig): ParamSpec[] {
   return specs;
 }
 
+/** The number of parameters of a config. */
 export function paramCount(cfg: ViTConfig): number {
   let n = 0;
   for (const s of paramSpecs(cfg)) n += s.shape.reduce((a, b) => a * b, 1);
@@ -100,6 +105,7 @@ export function initParams(cfg: ViTConfig, seed: number): Params {
   return params;
 }
 
+/** A deep copy of a parameter map. */
 export function cloneParams(params: Params): Params {
   const out: Params = new Map();
   for (const [k, t] of params) out.set(k, { shape: [...t.shape], data: Float64Array.from(t.data) });

@@ -5,6 +5,7 @@
 import type { ViTConfig } from './config.js';
 import { ModelError } from './model.js';
 
+/** How a model's input images are prepared: per-channel mean and std (of [0, 1] pixels) and the crop fraction. */
 export interface Normalization {
   mean: number[];
   std: number[];
@@ -12,6 +13,7 @@ export interface Normalization {
   crop_pct: number;
 }
 
+/** timm's ImageNet eval transform (DeiT): ImageNet mean and std, crop 0.875. */
 export const IMAGENET_NORMALIZATION: Normalization = { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225], crop_pct: 0.875 };
 
 /** timm's ImageNet defaults for RGB models; 0.5/0.5 and no crop margin for grey or small images. */
@@ -21,6 +23,7 @@ export function defaultNormalization(cfg: ViTConfig): Normalization {
   return { mean: new Array(c).fill(0.5), std: new Array(c).fill(0.5), crop_pct: 1 };
 }
 
+/** A file's normalization metadata (JSON) checked against the config; null when absent. `where` names the file in errors. */
 export function parseNormalization(text: string | undefined, cfg: ViTConfig, where: string): Normalization | null {
   if (text === undefined) return null;
   let o: Partial<Normalization>;

@@ -12,6 +12,7 @@ import type { JoinCoefficients, Model } from './model.js';
 import { ModelError, validateJoin } from './model.js';
 import type { Params, Tensor } from './params.js';
 
+/** Options of referenceForward: join coefficients that override the model's, and progress. */
 export interface ForwardOptions {
   /** Overrides a branched model's join coefficients (one per block). */
   join?: JoinCoefficients;

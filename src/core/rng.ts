@@ -1,6 +1,10 @@
 // Seeded random numbers: xoshiro128** (uniform), Box-Muller (normal), rejection (truncated normal).
 // The state is four plain uint32 words so a trainer can checkpoint and restore it exactly.
 
+/**
+ * A seeded random generator (xoshiro128**): uniform, integer and normal draws, reproducible
+ * across runs and machines; its state is saved in checkpoints.
+ */
 export class Rng {
   readonly s: Uint32Array;
   private spare: number | null = null;

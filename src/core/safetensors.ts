@@ -13,6 +13,7 @@
 
 import { VitfoldError } from './errors.js';
 
+/** The safetensors dtypes vitfold reads. */
 export type DType = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
 
 const ITEM_SIZE: Record<DType, number> = {
@@ -28,8 +29,10 @@ const ITEM_SIZE: Record<DType, number> = {
   BOOL: 1,
 };
 
+/** The float dtypes a model file may use. */
 export const FLOAT_DTYPES: readonly DType[] = ['F64', 'F32', 'F16', 'BF16'];
 
+/** A tensor as stored: dtype, shape and raw little-endian bytes. */
 export interface RawTensor {
   dtype: DType;
   shape: number[];
@@ -37,11 +40,13 @@ export interface RawTensor {
   bytes: Uint8Array;
 }
 
+/** A safetensors file: its tensors by name and its __metadata__ strings. */
 export interface SafetensorsFile {
   tensors: Map<string, RawTensor>;
   metadata?: Record<string, string>;
 }
 
+/** A file that is not valid safetensors (names the file and what is wrong). */
 export class SafetensorsError extends VitfoldError {
   override name = 'SafetensorsError';
 }
@@ -49,16 +54,22 @@ export class SafetensorsError extends VitfoldError {
 // A header larger than this is not a model header but a corrupted length field.
 const MAX_HEADER_BYTES = 100 * 1024 * 1024;
 
+/** The element count of a shape. */
 export function numel(shape: readonly number[]): number {
   let n = 1;
   for (const d of shape) n *= d;
   return n;
 }
 
+/** Bytes per element of a safetensors dtype. */
 export function itemSize(dtype: DType): number {
   return ITEM_SIZE[dtype];
 }
 
+/**
+ * Parses safetensors bytes (header validated: offsets, shapes, dtypes, sizes); `where` names the
+ * file in errors.
+ */
 export function parseSafetensors(buf: Uint8Array, where: string): SafetensorsFile {
   const fail = (msg: string): never => {
     throw new SafetensorsError(`${where}: ${msg}`);
@@ -160,6 +171,9 @@ export function parseSafetensors(buf: Uint8Array, where: string): SafetensorsFil
   return metadata ? { tensors, metadata } : { tensors };
 }
 
+/**
+ * Safetensors bytes of tensors (in the map's order) and __metadata__, the header padded to 8 bytes.
+ */
 export function serializeSafetensors(file: SafetensorsFile): Uint8Array {
   const header: Record<string, unknown> = {};
   let offset = 0;
@@ -294,6 +308,7 @@ export function decodeInt(t: RawTensor, what: string): number[] {
   return out;
 }
 
+/** The float dtypes a model can be saved in. */
 export type FloatDType = 'F64' | 'F32' | 'F16' | 'BF16';
 
 /** Encodes float values to the given dtype (round to nearest even). */
@@ -327,6 +342,7 @@ export function encodeFloat(values: ArrayLike<number>, shape: number[], dtype: F
   return { dtype, shape: [...shape], bytes };
 }
 
+/** An I64 tensor of integer values. */
 export function encodeInt64(values: ArrayLike<number>, shape: number[]): RawTensor {
   const bytes = new Uint8Array(values.length * 8);
   const dv = new DataView(bytes.buffer);

@@ -6,6 +6,7 @@ import type { Tensor } from './params.js';
 import { referenceForward } from './reference.js';
 import { Rng } from './rng.js';
 
+/** compareLogits: max absolute error and max error relative to the largest reference logit. */
 export interface LogitError {
   /** max_i |a_i - b_i| */
   maxAbs: number;
@@ -13,6 +14,9 @@ export interface LogitError {
   maxRel: number;
 }
 
+/**
+ * Max absolute and max relative (to the largest reference logit) difference of two logit arrays.
+ */
 export function compareLogits(reference: Float64Array, other: Float64Array): LogitError {
   if (reference.length !== other.length) throw new Error(`logit counts differ: ${reference.length} vs ${other.length}`);
   let maxAbs = 0;
@@ -34,12 +38,17 @@ export function randomInput(model: Model, batch: number, seed: number): Tensor {
   return { shape: [batch, C, S, S], data };
 }
 
+/** checkFold's result: both logits and their error. */
 export interface FoldCheck {
   branchedLogits: Tensor;
   foldedLogits: Tensor;
   error: LogitError;
 }
 
+/**
+ * Runs a branched model and its fold in float64 on x and compares their logits (progress per
+ * block).
+ */
 export function checkFold(branched: Model, folded: Model, x: Tensor, onProgress?: (what: string, done: number, total: number) => void): FoldCheck {
   // One scale for both passes: the branched model's blocks cost k folded layers' worth each.
   const branchedTotal = x.shape[0] * branched.config.depth;

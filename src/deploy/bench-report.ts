@@ -1,5 +1,6 @@
 // The text and SVG reports of a bench result (what `vitfold bench` prints and writes).
 
+import { barChart, PALETTE } from '../chart/svg.js';
 import { PEAK_N, precisionLabel, type BenchResult, type BenchRow } from './bench.js';
 
 /** The result as an aligned text table with its notes. */
@@ -38,10 +39,6 @@ export function formatBench(r: BenchResult): string {
   return lines.join('\n');
 }
 
-function esc(s: string): string {
-  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
-}
-
 /** Horizontal bars of median latency with min-max whiskers, one group per runtime/batch/threads. */
 export function benchSvg(r: BenchResult): string {
   const groups = new Map<string, BenchRow[]>();
@@ -50,29 +47,18 @@ export function benchSvg(r: BenchResult): string {
     if (!groups.has(key)) groups.set(key, []);
     groups.get(key)!.push(x);
   }
-  const W = 760, L = 250, R = 90, barH = 16, gap = 4, titleH = 40, groupH = 26;
-  const height = titleH + [...groups.values()].reduce((a, g) => a + groupH + g.length * (barH + gap), 0) + 10;
-  const xmax = Math.max(...r.rows.map((x) => x.maxMs)) * 1.05;
-  const px = (ms: number) => L + (ms / xmax) * (W - L - R);
-  const color = (x: BenchRow) => (x.source === 'vitfold export' ? { fp32: '#1f77b4', fp16: '#2ca02c', int8: '#ff7f0e' }[x.precision] : '#888');
-  const out = [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${height}" font-family="sans-serif" font-size="11">`,
-    `<text x="10" y="18" font-size="13" font-weight="bold">vitfold bench: median latency (ms), whiskers min-max; ${esc(r.baseline)} is the baseline</text>`,
-    `<text x="10" y="32" fill="#555">${esc(`${r.config.img_size}x${r.config.img_size}/${r.config.patch_size}, width ${r.config.embed_dim}, ${r.config.depth} layers; ${r.machine.cpu}`)}</text>`,
-  ];
-  let y = titleH;
-  for (const [key, rows] of groups) {
-    y += groupH;
-    out.push(`<text x="10" y="${y - 8}" font-weight="bold">${esc(key)}</text>`);
-    for (const x of rows) {
-      const label = `${x.source} ${x.depth}L ${precisionLabel(x)}`;
-      out.push(`<text x="${L - 6}" y="${y + barH - 4}" text-anchor="end">${esc(label)}</text>`);
-      out.push(`<rect x="${L}" y="${y}" width="${(px(x.medianMs) - L).toFixed(1)}" height="${barH}" fill="${color(x)}"/>`);
-      out.push(`<line x1="${px(x.minMs).toFixed(1)}" x2="${px(x.maxMs).toFixed(1)}" y1="${y + barH / 2}" y2="${y + barH / 2}" stroke="#222"/>`);
-      out.push(`<text x="${(px(x.maxMs) + 4).toFixed(1)}" y="${y + barH - 4}">${x.medianMs.toFixed(2)}${x.ratio !== undefined ? ` (${x.ratio.toFixed(2)}x)` : ''}</text>`);
-      y += barH + gap;
-    }
-  }
-  out.push('</svg>');
-  return out.join('\n');
+  const colors = { fp32: PALETTE[0], fp16: PALETTE[2], int8: PALETTE[3] };
+  const color = (x: BenchRow) => (x.source === 'vitfold export' ? colors[x.precision] : '#999');
+  return barChart(
+    [...groups].map(([title, rows]) => ({
+      title,
+      bars: rows.map((x) => ({ label: `${x.source} ${x.depth}L ${precisionLabel(x)}`, value: x.medianMs, lo: x.minMs, hi: x.maxMs, color: color(x), note: `${x.medianMs.toFixed(2)}${x.ratio !== undefined ? ` (${x.ratio.toFixed(2)}x)` : ''}` })),
+    })),
+    {
+      title: `vitfold bench: median latency, whiskers min-max; ${r.baseline} is the baseline`,
+      subtitle: `${r.config.img_size}x${r.config.img_size}/${r.config.patch_size}, width ${r.config.embed_dim}, ${r.config.depth} layers; ${r.machine.cpu}`,
+      xLabel: 'latency per batch (ms)',
+      legend: [...Object.entries(colors).map(([p, c]) => ({ text: `vitfold ${p}`, color: c })), { text: 'peers (torch export, PyTorch eager)', color: '#999' }],
+    },
+  );
 }

@@ -35,6 +35,7 @@ import { peersUnavailable, runPeer, torchExport } from './peers.js';
 
 export type BenchRuntime = 'node' | 'web' | 'browser';
 
+/** What runBench times: depths, batches, threads, precisions, runtimes, rounds. */
 export interface BenchOptions {
   /** The deep plain model (random weights unless the user gave a file). */
   deep: Model;
@@ -61,6 +62,10 @@ export interface BenchOptions {
   progress?: (done: number, total: number) => void;
 }
 
+/**
+ * One timed candidate: runtime, model, precision, batch, threads, median/min/max ms, throughput,
+ * ratio to the baseline.
+ */
 export interface BenchRow {
   runtime: BenchRuntime | 'pytorch';
   /** e.g. 'vitfold export' or 'torch.onnx.export' */
@@ -83,6 +88,7 @@ export interface BenchRow {
   peakRssMiB?: number;
 }
 
+/** runBench's result: the machine (CPU features), one row per candidate, notes. */
 export interface BenchResult {
   date: string;
   machine: {
@@ -226,6 +232,11 @@ export async function timeInterleaved(
 }
 
 
+/**
+ * Times a deep model and its folds (exports in onnxruntime-node, onnxruntime-web, Chromium;
+ * PyTorch peers when installed) in interleaved rounds, with medians and ratios to a baseline
+ * measured in the same run.
+ */
 export async function runBench(o: BenchOptions): Promise<BenchResult> {
   const cfg = o.deep.config;
   const L = cfg.depth;

@@ -30,7 +30,9 @@ import { buildForward } from '../model/vit-graph.js';
 import { Session } from '../runtime/ort.js';
 import { DEFAULT_INT8_WEIGHTS, int8Emitters, int8GraphOverflows, type Int8Weights } from './int8.js';
 
+/** The precisions an export can have. */
 export const PRECISIONS = ['fp32', 'fp16', 'int8'] as const;
+/** fp32, fp16 (half the file) or int8 (dynamic quantization of the transformer linear layers). */
 export type Precision = (typeof PRECISIONS)[number];
 
 /** Opsets an export can target: LayerNormalization needs 17; from 20 GELU is a standard op. */
@@ -44,6 +46,10 @@ export const DEFAULT_EXPORT_OPSET = 17;
  */
 export const EXPORT_TOLERANCE: Record<Precision, number> = { fp32: 1e-4, fp16: 1e-2, int8: 0.1 };
 
+/**
+ * How exportModel builds the graph: precision, opset, attention form, int8 weight mode,
+ * class-token-only last layer.
+ */
 export interface ExportOptions {
   /** Class-token-only last layer (default true). */
   clsOnly?: boolean;
@@ -78,6 +84,10 @@ export function exportableModel(model: Model, where: string): { model: Model; no
   return { model: fold(model, where), note: `${where} is fully joined; exporting its fold (${model.config.depth / s.branches} layers)` };
 }
 
+/**
+ * The inference graph of a plain or folded model, before serialization (exportModel serializes
+ * and validates it).
+ */
 export function buildExportGraph(model: Model, opts: ExportOptions = {}): Graph {
   if (model.structure.kind === 'branched') throw new ModelError('export needs a plain or folded model (fold branched models first)');
   const cfg = model.config;
@@ -108,6 +118,10 @@ export function buildExportGraph(model: Model, opts: ExportOptions = {}): Graph 
   return g;
 }
 
+/**
+ * exportModel's result: the ONNX bytes and the exported graph's logit error against the float64
+ * reference.
+ */
 export interface ExportResult {
   bytes: Uint8Array;
   /** The exported graph in ORT (fp32) vs the float64 reference, on a seeded input. */

@@ -26,6 +26,7 @@ export interface RunOutcome {
   config: ViTConfig;
 }
 
+/** One finished run of an experiment: its row, seed, outcome and wall time. */
 export interface RunRecord extends RunOutcome {
   row: string;
   seed: number;

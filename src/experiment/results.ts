@@ -2,6 +2,7 @@
 // (its fp32 ONNX export in onnxruntime-node, measured in one alternating run), and the files a
 // reader gets: <name>.json (every run, so anyone can recompute the means), <name>.md, <name>.svg.
 
+import { PALETTE, scatterChart, type ScatterPoint } from '../chart/svg.js';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { paramCount } from '../core/params.js';
@@ -13,6 +14,10 @@ import { Session } from '../runtime/ort.js';
 import type { ExperimentRuns, RunRecord } from './harness.js';
 import type { ExperimentSpec } from './spec.js';
 
+/**
+ * One row of a results table: top-1 mean and std over seeds, training seconds, images seen,
+ * latency.
+ */
 export interface RowSummary {
   id: string;
   label: string;
@@ -31,6 +36,10 @@ export interface RowSummary {
   latencyMs?: number;
 }
 
+/**
+ * What an experiment writes as NAME.json: every run, the per-row summaries, the teacher, the
+ * machine and the latency method.
+ */
 export interface ExperimentResults {
   name: string;
   title: string;
@@ -91,6 +100,10 @@ export async function measureLatency(models: Map<string, string>, opts: { batch:
   }
 }
 
+/**
+ * Means and standard deviations over seeds per row, with each model timed (interleaved, in
+ * onnxruntime-node) unless latencyOpts is null.
+ */
 export async function summarize(spec: ExperimentSpec, runs: ExperimentRuns, latencyOpts: { batch: number; threads: number; rounds: number; runsPerRound: number } | null): Promise<ExperimentResults> {
   const rows: RowSummary[] = [];
   for (const row of spec.rows) {
@@ -139,6 +152,7 @@ export async function summarize(spec: ExperimentSpec, runs: ExperimentRuns, late
 
 const pct = (x: number) => (100 * x).toFixed(2);
 
+/** The results as a markdown table with its notes (machine, latency method). */
 export function resultsMarkdown(r: ExperimentResults): string {
   const base = r.teacher?.latencyMs;
   const lat = (ms?: number) => (ms === undefined ? '-' : `${ms.toFixed(2)}${base ? ` (${(ms / base).toFixed(2)}x)` : ''}`);
@@ -164,21 +178,6 @@ export function resultsMarkdown(r: ExperimentResults): string {
   return lines.join('\n') + '\n';
 }
 
-function esc(s: string): string {
-  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
-}
-
-/** Round tick values from at or below lo to at or above hi: steps of 1, 2 or 5 times a power of ten. */
-export function niceTicks(lo: number, hi: number, count = 5): number[] {
-  const raw = (hi - lo) / Math.max(1, count);
-  const p = 10 ** Math.floor(Math.log10(raw));
-  const step = [1, 2, 5, 10].map((m) => m * p).find((s) => s >= raw)!;
-  const out: number[] = [];
-  const first = Math.floor(lo / step + 1e-9), last = Math.ceil(hi / step - 1e-9);
-  for (let i = first; i <= last; i++) out.push(Number((i * step).toPrecision(12)));
-  return out;
-}
-
 /**
  * Top-1 (mean, whiskers ± std) against latency: one colour per kind of row (its label), each
  * point marked with its depth, the deep model as a black square.
@@ -186,44 +185,20 @@ export function niceTicks(lo: number, hi: number, count = 5): number[] {
 export function resultsSvg(r: ExperimentResults): string {
   const rows = r.rows.filter((row) => row.latencyMs !== undefined);
   const kinds = [...new Set(rows.map((row) => row.label))];
-  const colors = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf'];
-  const color = (label: string) => colors[kinds.indexOf(label) % colors.length];
-  const pts = [
-    ...(r.teacher?.latencyMs !== undefined ? [{ x: r.teacher.latencyMs, y: 100 * r.teacher.top1, s: 0, mark: `${r.teacher.shape.split(' ')[0]}L deep`, color: '#000', deep: true }] : []),
-    ...rows.map((row) => ({ x: row.latencyMs!, y: 100 * row.top1Mean, s: 100 * row.top1Std, mark: `${row.depth}L`, color: color(row.label), deep: false })),
+  const color = (label: string) => PALETTE[kinds.indexOf(label) % PALETTE.length];
+  const deep = r.teacher?.latencyMs !== undefined ? r.teacher : undefined;
+  const points: ScatterPoint[] = [
+    ...(deep ? [{ x: deep.latencyMs!, y: 100 * deep.top1, label: `${deep.shape.split(' ')[0]}L deep`, color: '#000', square: true }] : []),
+    ...rows.map((row) => ({ x: row.latencyMs!, y: 100 * row.top1Mean, err: 100 * row.top1Std, label: `${row.depth}L`, color: color(row.label) })),
   ];
-  const W = 760, H = 430, L = 60, R = 20, T = 50, B = 50;
-  const legendH = 16 * (kinds.length + (r.teacher ? 1 : 0)) + 10;
-  const xs = niceTicks(0, Math.max(...pts.map((p) => p.x)) * 1.1);
-  const yLo = Math.min(...pts.map((p) => p.y - p.s)), yHi = Math.max(...pts.map((p) => p.y + p.s));
-  const ys = niceTicks(Math.floor(yLo - 1), Math.ceil(yHi + 1));
-  const x0 = xs[0], x1 = xs[xs.length - 1], y0 = ys[0], y1 = ys[ys.length - 1];
-  const px = (v: number) => L + ((v - x0) / (x1 - x0)) * (W - L - R);
-  const py = (v: number) => T + (1 - (v - y0) / (y1 - y0)) * (H - T - B);
-  const out = [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H + legendH}" font-family="sans-serif" font-size="11">`,
-    `<rect width="100%" height="100%" fill="white"/>`,
-    `<text x="10" y="18" font-size="13" font-weight="bold">${esc(r.title)}</text>`,
-    `<text x="10" y="32" fill="#555">top-1 (mean over seeds, whiskers ± std) against latency; points labelled with their depth; ${esc(r.machine)}</text>`,
-  ];
-  for (const v of xs) out.push(`<line x1="${px(v)}" x2="${px(v)}" y1="${T}" y2="${H - B}" stroke="#eee"/><text x="${px(v)}" y="${H - B + 14}" text-anchor="middle">${v}</text>`);
-  for (const v of ys) out.push(`<line x1="${L}" x2="${W - R}" y1="${py(v)}" y2="${py(v)}" stroke="#eee"/><text x="${L - 6}" y="${py(v) + 4}" text-anchor="end">${v}</text>`);
   const l = r.latency;
-  out.push(`<text x="${(L + W - R) / 2}" y="${H - 12}" text-anchor="middle">latency (ms${l ? `, batch ${l.batch}, ${l.threads} threads, fp32 ONNX in onnxruntime-node` : ''})</text>`);
-  out.push(`<text x="14" y="${(T + H - B) / 2}" transform="rotate(-90 14 ${(T + H - B) / 2})" text-anchor="middle">top-1 (%)</text>`);
-  for (const p of pts) {
-    if (p.s > 0) out.push(`<line x1="${px(p.x)}" x2="${px(p.x)}" y1="${py(p.y - p.s)}" y2="${py(p.y + p.s)}" stroke="${p.color}" stroke-width="2"/>`);
-    out.push(p.deep ? `<rect x="${px(p.x) - 5}" y="${py(p.y) - 5}" width="10" height="10" fill="#000"/>` : `<circle cx="${px(p.x)}" cy="${py(p.y)}" r="5" fill="${p.color}"/>`);
-    out.push(`<text x="${px(p.x) + 8}" y="${py(p.y) + 4}" fill="${p.color}">${esc(p.mark)}</text>`);
-  }
-  const legend = [...(r.teacher ? [{ text: `the deep model (${r.teacher.shape}): ${(100 * r.teacher.top1).toFixed(2)}%`, color: '#000', deep: true }] : []), ...kinds.map((k) => ({ text: k, color: color(k), deep: false }))];
-  legend.forEach((e, i) => {
-    const ly = H + 8 + 16 * i;
-    out.push(e.deep ? `<rect x="${L}" y="${ly - 8}" width="9" height="9" fill="#000"/>` : `<circle cx="${L + 4}" cy="${ly - 4}" r="4.5" fill="${e.color}"/>`);
-    out.push(`<text x="${L + 14}" y="${ly}">${esc(e.text)}</text>`);
+  return scatterChart(points, {
+    title: r.title,
+    subtitle: `top-1 (mean over seeds, whiskers ± std) against latency; points labelled with their depth; ${r.machine}`,
+    xLabel: `latency (ms${l ? `, batch ${l.batch}, ${l.threads} threads, fp32 ONNX in onnxruntime-node` : ''})`,
+    yLabel: 'top-1 (%)',
+    legend: [...(r.teacher ? [{ text: `the deep model (${r.teacher.shape}): ${(100 * r.teacher.top1).toFixed(2)}%`, color: '#000', square: true }] : []), ...kinds.map((k) => ({ text: k, color: color(k) }))],
   });
-  out.push('</svg>');
-  return out.join('\n') + '\n';
 }
 
 /** Writes <dir>/<name>.json, .md and .svg; returns their paths. */

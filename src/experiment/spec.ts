@@ -16,6 +16,10 @@
 import { VitfoldError } from '../core/errors.js';
 import { readFileSync } from 'node:fs';
 
+/**
+ * The shared teacher of an experiment: its run directory, model file and the command that trains
+ * it when absent.
+ */
 export interface TeacherSpec {
   /** Run directory (shared by every experiment that names it: trained once). */
   dir: string;
@@ -25,6 +29,10 @@ export interface TeacherSpec {
   args: string[];
 }
 
+/**
+ * One row of an experiment table: an id, a label and the vitfold arguments it runs ({teacher} and
+ * {seed} substituted).
+ */
 export interface RowSpec {
   id: string;
   label: string;
@@ -33,6 +41,10 @@ export interface RowSpec {
   seeds?: number[];
 }
 
+/**
+ * An experiment: a title, seeds, a shared teacher and the rows of its table (each a vitfold
+ * command).
+ */
 export interface ExperimentSpec {
   name: string;
   title: string;
@@ -41,6 +53,7 @@ export interface ExperimentSpec {
   rows: RowSpec[];
 }
 
+/** An experiment spec or results directory that is wrong (names the field). */
 export class ExperimentError extends VitfoldError {
   override name = 'ExperimentError';
 }

@@ -93,6 +93,7 @@ function outputsWithoutCopies(g: Graph, nodes: Graph['nodes']): Graph['nodes'] {
   return nodes.filter((n) => !dropped.has(n)).map((n) => ({ ...n, inputs: n.inputs.map(to), outputs: n.outputs.map(to) }));
 }
 
+/** Serializes a Graph to ONNX ModelProto bytes (with optional doc string and metadata_props). */
 export function toOnnxBytes(g: Graph, opts: SerializeOptions = {}): Uint8Array {
   const { nodes: liveNodes, initializers } = liveParts(g);
   const nodes = outputsWithoutCopies(g, liveNodes);

@@ -149,19 +149,26 @@ export function buildPredictGraph(model: Model, opts: { dtype?: FloatType; batch
   return { graph: g, structure, attn, ffn };
 }
 
+/**
+ * Options of Predictor.create: engine threads, the float type (float32 default, float64 for
+ * checks) and join coefficients overriding a branched model's.
+ */
 export interface PredictOptions extends SessionOptions {
   dtype?: FloatType;
   /** Overrides a branched model's join coefficients. */
   join?: JoinCoefficients;
 }
 
-/** Runs a model's forward pass in ONNX Runtime. */
 /** Anything that turns images x [B, C, S, S] into logits [B, K]: a Predictor, or an exported file's session. */
 export interface Classifier {
   predict(x: { shape: number[]; data: Float32Array | Float64Array }): Promise<Tensor>;
   release(): Promise<void>;
 }
 
+/**
+ * A model (plain, branched at its join state, or folded) run by onnxruntime-node: logits [B, K]
+ * for images [B, C, S, S]. Create with Predictor.create, free with release().
+ */
 export class Predictor implements Classifier {
   private constructor(
     private readonly session: Session,
@@ -208,6 +215,7 @@ export function oneHotTargets(labels: number[], numClasses: number, smoothing = 
   return { shape: [labels.length, numClasses], data };
 }
 
+/** Options of lossAndGradients. */
 export interface GradientOptions extends SessionOptions {
   /** float32 (the engine) or float64 (exact checks; decomposed erf and LayerNorm). */
   dtype?: FloatType;
@@ -217,6 +225,7 @@ export interface GradientOptions extends SessionOptions {
   distill?: Distillation & { teacherProbs: Tensor };
 }
 
+/** The loss of a batch and the gradient of every parameter (by timm name). */
 export interface LossAndGradients {
   loss: number;
   /** d loss / d parameter, by timm name. */

@@ -24,6 +24,7 @@
 import { numPatches, numTokens, type ViTConfig } from '../core/config.js';
 import { validateJoin } from '../core/model.js';
 import { Graph, type Dim, type Value } from '../graph/graph.js';
+import { ATTENTION_FORMS, attentionForm, type AttentionContext } from './attention.js';
 
 export type JoinPhase = 'attn' | 'ffn';
 
@@ -116,28 +117,25 @@ export function phasesFor(attn: number[], ffn: number[]): JoinPhase[] {
   });
 }
 
-/** The forms of attention a graph can take (VitBuilder.attentionForm). */
-type AttentionForm = 'class-query' | 'strided' | 'fused' | 'per-head' | 'batched';
-
-class VitBuilder {
-  private readonly T: number;
+class VitBuilder implements AttentionContext {
+  readonly T: number;
   private readonly training: boolean;
 
   constructor(
-    private readonly g: Graph,
-    private readonly cfg: ViTConfig,
-    private readonly param: ParamBinding,
+    readonly g: Graph,
+    readonly cfg: ViTConfig,
+    readonly param: ParamBinding,
     /** The batch dim: symbolic B (inference, export) or a number (training graphs). */
-    private readonly batch: Dim,
+    readonly batch: Dim,
     private readonly dropKeep?: Value,
-    private readonly opts: ForwardOptions = {},
+    readonly opts: ForwardOptions = {},
   ) {
     this.T = numTokens(cfg);
     this.training = opts.training ?? false;
   }
 
   /** A transformer linear layer (qkv, proj, fc1, fc2): the custom emitter's when one is given. */
-  private linear(x: Value, prefix: string, out: number, inp: number, rows: [number, number] = [0, out]): Value {
+  linear(x: Value, prefix: string, out: number, inp: number, rows: [number, number] = [0, out]): Value {
     if (this.opts.linear && !this.training) return this.opts.linear(x, { prefix, out, inp, rows });
     return this.floatLinear(x, prefix, out, inp, rows);
   }
@@ -172,7 +170,7 @@ class VitBuilder {
    * backward reuses as xhat, and the gamma/beta gradients come from weight-sized ops ([out, D])
    * instead of four more passes over [R, D].
    */
-  private normLinear(z: Value, norm: string, lin: string, out: number, scale = 1): Value {
+  normLinear(z: Value, norm: string, lin: string, out: number, scale = 1): Value {
     const g = this.g;
     if (!this.training) {
       if (scale !== 1) throw new Error('scaled normLinear is for training graphs');
@@ -183,7 +181,7 @@ class VitBuilder {
   }
 
   /** Training graphs: normLinear's parts, xhat [R, D] and the folded weight [out, D] and bias [out]. */
-  private foldedNorm(z: Value, norm: string, lin: string, out: number, scale = 1): { xhat: Value; w: Value; b: Value } {
+  foldedNorm(z: Value, norm: string, lin: string, out: number, scale = 1): { xhat: Value; w: Value; b: Value } {
     const g = this.g;
     const { embed_dim: D, eps } = this.cfg;
     const gamma = this.p(norm + '.weight', [D]);
@@ -196,13 +194,13 @@ class VitBuilder {
   }
 
   /** timm's LayerNorm `norm` (one op): z [R, D] -> [R, D]. */
-  private layerNorm(z: Value, norm: string): Value {
+  layerNorm(z: Value, norm: string): Value {
     const D = this.cfg.embed_dim;
     return this.g.layerNorm(z, this.p(norm + '.weight', [D]), this.p(norm + '.bias', [D]), this.cfg.eps).y;
   }
 
   /** Whether this graph keeps the residual stream token-major (ForwardOptions.stridedHeads). */
-  private get tokenMajor(): boolean {
+  get tokenMajor(): boolean {
     return !!this.opts.stridedHeads && !this.training;
   }
 
@@ -214,11 +212,11 @@ class VitBuilder {
   }
 
   /** batch * n, e.g. the B*T rows of the residual stream. */
-  private rows(n: number): Dim {
+  rows(n: number): Dim {
     return typeof this.batch === 'number' ? this.batch * n : { b: this.batch.b * n };
   }
 
-  private p(name: string, shape: number[]): Value {
+  p(name: string, shape: number[]): Value {
     return this.param(name, shape);
   }
 
@@ -264,89 +262,12 @@ class VitBuilder {
     return g.mul(out, clsOnly ? this.cls(keep) : keep); // [B, 1] with clsOnly
   }
 
-  /** Inference graphs: [B*T, n*H*hd] (e.g. q|k|v) -> n tensors [B, H, T, hd], heads batched. */
-  private splitHeads(x: Value, n: number): Value[] {
-    const g = this.g;
-    const { num_heads: H, head_dim: hd } = this.cfg;
-    const heads = g.transpose(g.reshape(x, [this.batch, this.T, n, H, hd]), [2, 0, 3, 1, 4]); // [n, B, H, T, hd]
-    return g.split(heads, 0, new Array(n).fill(1)).map((t) => g.reshape(t, [this.batch, H, this.T, hd]));
-  }
 
-  /** Inference graphs: part j (0 q, 1 k, 2 v) of layer i's qkv for x [B*T, D], as [B, T, H*hd]. */
-  private qkvPart(x: Value, i: number, j: number): Value {
-    const { embed_dim: D, num_heads: H, head_dim: hd } = this.cfg;
-    const HD = H * hd;
-    return this.g.reshape(this.linear(x, `blocks.${i}.attn.qkv`, 3 * HD, D, [j * HD, (j + 1) * HD]), [this.batch, this.T, HD]);
-  }
 
-  /** com.microsoft MultiHeadAttention: q [B, Tq, H*hd], k, v [B, T, H*hd] -> [B, Tq, H*hd]. */
-  private mha(q: Value, k: Value, v: Value): Value {
-    if (!this.opts.scaleInQuery) throw new Error('fused attention expects the query scale folded into the weights');
-    const { num_heads: H } = this.cfg;
-    return this.g.node('MultiHeadAttention', [q, k, v], { num_heads: H, scale: { float: 1 } }, [{ dtype: q.dtype, shape: q.shape }], 'com.microsoft')[0];
-  }
 
-  /**
-   * Inference graphs: the class token's attention output (before proj) in layer i, from
-   * h = LN1(z) [B*T, D] (or [T*B, D] token-major): [B, H*hd]. With one query per image, keys and
-   * values need not be projected for every token (2*T*D*2*H*hd FLOPs); the products are
-   * reassociated instead, per head h:
-   *   scores = q_h (X Wk_h^T + bk_h)^T = (q_h Wk_h) X^T + const   (softmax cancels q_h . bk_h)
-   *   out    = p (X Wv_h^T + bv_h)     = (p X) Wv_h^T + bv_h       (p sums to 1)
-   * with Wk_h, Wv_h [hd, D] timm's rows of qkv and X = h, the normed tokens. That costs
-   * 4*H*T*D + 4*H*hd*D FLOPs per image instead of projecting every key and value (exact in real
-   * arithmetic).
-   */
-  private classQueryAttention(i: number, h: Value): Value {
-    const g = this.g;
-    const { embed_dim: D, num_heads: H, head_dim: hd } = this.cfg;
-    const HD = H * hd;
-    const T = this.T;
-    const lin = `blocks.${i}.attn.qkv`;
-    const q = g.reshape(this.linear(this.cls(h), lin, 3 * HD, D, [0, HD]), [this.batch, H, 1, hd]); // [B, H, 1, hd]
-    const headProduct = (x: Value, j: number, to: 'in' | 'out') => {
-      const spec: HeadProductSpec = { prefix: lin, out: 3 * HD, inp: D, rows: [j * HD, (j + 1) * HD], heads: H, to };
-      return this.opts.headProduct ? this.opts.headProduct(x, spec) : this.floatHeadProduct(x, spec);
-    };
-    const u = g.reshape(headProduct(q, 1, 'in'), [this.batch, H, D]); // [B, H, D]: q_h Wk_h
-    const alpha = this.opts.scaleInQuery ? 1 : 1 / Math.sqrt(hd);
-    let scores: Value; // [B, H, T]
-    let mixed: Value; // [B, H, D]: p X
-    if (this.tokenMajor) {
-      // The rows of image b are the strided view [T, B, D][:, b]: FusedMatMul reads it in place.
-      const x = g.reshape(h, [T, this.batch, D]);
-      scores = this.fusedMatMul(u, x, { transB: 1, transBatchB: 1, alpha: { float: alpha } }, [this.batch, H, T]);
-      mixed = this.fusedMatMul(g.softmax(scores, -1), x, { transBatchB: 1 }, [this.batch, H, D]);
-    } else {
-      const x = g.reshape(h, [this.batch, T, D]);
-      scores = g.matmul(u, g.transpose(x, [0, 2, 1]));
-      if (alpha !== 1) scores = g.mul(scores, g.scalar(alpha));
-      mixed = g.matmul(g.softmax(scores, -1), x);
-    }
-    const out = headProduct(g.reshape(mixed, [this.batch, H, 1, D]), 2, 'out'); // [B, H, 1, hd]
-    return g.add(g.reshape(out, [this.batch, HD]), g.slice(this.p(lin + '.bias', [3 * HD]), 0, 2 * HD, 3 * HD)); // [B, H*hd]
-  }
 
-  /** ORT's com.microsoft FusedMatMul: a batched MatMul that reads transposed batches in place (transBatchA/B). */
-  private fusedMatMul(a: Value, b: Value, attrs: Record<string, number | { float: number }>, shape: Dim[]): Value {
-    return this.g.node('FusedMatMul', [a, b], attrs, [{ dtype: a.dtype, shape }], 'com.microsoft')[0];
-  }
 
-  /**
-   * HeadProductSpec in float, from the [in, out] initializer the layer's other rows use (one copy
-   * in the file; ORT folds the Slice/Reshape/Transpose at load).
-   */
-  private floatHeadProduct(x: Value, { prefix, out, inp, rows, heads: H, to }: HeadProductSpec): Value {
-    const g = this.g;
-    const w = g.reshape(g.slice(this.param(prefix + '.weight', [out, inp], true), 1, rows[0], rows[1]), [inp, H, -1]); // [in, H, hd]
-    return g.matmul(x, g.transpose(w, to === 'in' ? [1, 2, 0] : [1, 0, 2])); // W_h [H, hd, in] or W_h^T [H, in, hd]
-  }
 
-  /**
-   * A_i(z) = Proj(MHSA(LN1(z))), z [B*T, D] -> [B*T, D]. With clsOnly, the class token's row
-   * alone, [B, D]: the query from the class token against every token (exact where only class
-   * tokens are read after this layer, e.g. the head after the last).
-   */
   /**
    * A_i(z) = Proj(MHSA(LN1(z))), z [B*T, D] -> [B*T, D]. With clsOnly, the class token's row
    * alone, [B, D]: the query from the class token against every token (exact where only class
@@ -356,97 +277,10 @@ class VitBuilder {
     const { embed_dim: D, num_heads: H, head_dim: hd } = this.cfg;
     const pre = `blocks.${i}.`;
     return this.g.scope(`blocks.${i}.${clsOnly ? 'cls_only' : 'attn'}`, () => {
-      const forms: Record<AttentionForm, () => Value> = {
-        'class-query': () => this.classQueryAttention(i, this.layerNorm(z, pre + 'norm1')),
-        strided: () => this.stridedAttention(pre, z),
-        fused: () => this.fusedAttention(i, pre, z),
-        'per-head': () => this.perHeadAttention(pre, z, clsOnly),
-        batched: () => this.batchedAttention(pre, z),
-      };
-      const merged = forms[this.attentionForm(clsOnly)](); // [B*n, H*hd], n = 1 with clsOnly, else T
+      const form = attentionForm(this.training, this.tokenMajor, this.opts, clsOnly);
+      const merged = ATTENTION_FORMS[form](this, i, z, clsOnly); // [B*n, H*hd], n = 1 with clsOnly, else T
       return this.dropPath(this.linear(merged, pre + 'attn.proj', D, H * hd), 2 * i, clsOnly);
     });
-  }
-
-  /**
-   * How this graph computes attention: training graphs per head (simplest gradients); inference
-   * graphs the class-token-only form for the last layer, else strided heads (float32 exports),
-   * onnxruntime's fused MultiHeadAttention, or heads batched as [B, H, T, hd].
-   */
-  private attentionForm(clsOnly: boolean): AttentionForm {
-    if (this.training) return 'per-head';
-    if (clsOnly) return 'class-query';
-    if (this.tokenMajor) return 'strided';
-    if (this.opts.fusedAttention) return 'fused';
-    return 'batched';
-  }
-
-  private stridedAttention(pre: string, z: Value): Value {
-    const g = this.g;
-    const { embed_dim: D, num_heads: H, head_dim: hd } = this.cfg;
-    const T = this.T;
-    const HD = H * hd;
-    // Heads as strided views [T, B*H, hd] of the token-major q, k, v (FusedMatMul's
-    // transBatch reads them in place): [T, B, 3, H*hd] -> three [T, B, 1, H*hd] -> [T, B*H, hd].
-    const h = this.layerNorm(z, pre + 'norm1'); // [T*B, D]
-    const [q, k, v] = [0, 1, 2].map((j) => g.reshape(this.linear(h, pre + 'attn.qkv', 3 * HD, D, [j * HD, (j + 1) * HD]), [T, { b: H }, hd])); // [T, B*H, hd]
-    const alpha = this.opts.scaleInQuery ? 1 : 1 / Math.sqrt(hd);
-    const p = g.softmax(this.fusedMatMul(q, k, { transB: 1, transBatchA: 1, transBatchB: 1, alpha: { float: alpha } }, [{ b: H }, T, T]), -1); // [B*H, T, T]
-    const out = this.fusedMatMul(p, v, { transBatchB: 1 }, [{ b: H }, T, hd]); // [B*H, T, hd]
-    return g.reshape(g.transpose(g.reshape(out, [this.batch, H, T, hd]), [2, 0, 1, 3]), [this.rows(T), HD]); // [T*B, H*hd]
-  }
-
-  private fusedAttention(i: number, pre: string, z: Value): Value {
-    const { num_heads: H, head_dim: hd } = this.cfg;
-    const h = this.layerNorm(z, pre + 'norm1'); // [B*T, D]
-    return this.g.reshape(this.mha(this.qkvPart(h, i, 0), this.qkvPart(h, i, 1), this.qkvPart(h, i, 2)), [this.rows(this.T), H * hd]);
-  }
-
-  private perHeadAttention(pre: string, z: Value, clsOnly: boolean): Value {
-    const g = this.g;
-    const { num_heads: H, head_dim: hd } = this.cfg;
-    const T = this.T;
-    const HD = H * hd;
-    const n = clsOnly ? 1 : T; // query tokens per image
-    // Training graphs: one Split gives every head's q, k, v as [B, T, hd]; per-head batched
-    // MatMuls need no 5-D transposes (faster in ORT: docs/engine.md) and the gradients are
-    // one Concat / Split.
-    let q: Value[]; // H x [B, n, hd]
-    let kv: Value[]; // 2H x [B, T, hd]: k heads, then v heads
-    const { xhat, w, b: bAll } = this.foldedNorm(z, pre + 'norm1', pre + 'attn.qkv', 3 * HD);
-    // The key bias shifts each query's scores by one constant, which softmax cancels: the
-    // graph leaves it out, so its gradient is exactly 0 rather than rounding noise (which
-    // AdamW, dividing by sqrt(v) + eps, would turn into updates).
-    const b = g.mul(bAll, g.constant(Array.from({ length: 3 * HD }, (_, r) => (r >= HD && r < 2 * HD ? 0 : 1)), [3 * HD]));
-    if (clsOnly) {
-      const kvAll = g.linear(xhat, g.slice(w, 0, HD, 3 * HD), g.slice(b, 0, HD, 3 * HD)); // [B*T, 2*H*hd]
-      kv = g.split(g.reshape(kvAll, [this.batch, T, 2 * HD]), 2, new Array(2 * H).fill(hd));
-      const qCls = g.linear(this.cls(xhat), g.slice(w, 0, 0, HD), g.slice(b, 0, 0, HD)); // [B, H*hd]
-      q = H === 1 ? [g.reshape(qCls, [this.batch, 1, hd])] : g.split(g.reshape(qCls, [this.batch, 1, HD]), 2, new Array(H).fill(hd));
-    } else {
-      const parts = g.split(g.reshape(g.linear(xhat, w, b), [this.batch, T, 3 * HD]), 2, new Array(3 * H).fill(hd));
-      q = parts.slice(0, H);
-      kv = parts.slice(H);
-    }
-    const outs: Value[] = [];
-    for (let h = 0; h < H; h++) {
-      const scores = g.matmul(g.mul(q[h], g.scalar(1 / Math.sqrt(hd))), g.transpose(kv[h], [0, 2, 1])); // [B, n, T]
-      outs.push(g.matmul(g.softmax(scores, -1), kv[H + h])); // [B, n, hd]
-    }
-    return g.reshape(H === 1 ? outs[0] : g.concat(outs, 2), [this.rows(n), HD]);
-  }
-
-  private batchedAttention(pre: string, z: Value): Value {
-    const g = this.g;
-    const { num_heads: H, head_dim: hd } = this.cfg;
-    const T = this.T;
-    const HD = H * hd;
-    // Heads batched as [B, H, T, hd] (fewer nodes; per-head and batched layouts measured the
-    // same at batch 1).
-    let [q, k, v] = this.splitHeads(this.normLinear(z, pre + 'norm1', pre + 'attn.qkv', 3 * HD), 3); // [B, H, T, hd]
-    if (!this.opts.scaleInQuery) q = g.mul(q, g.scalar(1 / Math.sqrt(hd)));
-    const out = g.matmul(g.softmax(g.matmul(q, g.transpose(k, [0, 1, 3, 2])), -1), v); // [B, H, T, hd]
-    return g.reshape(g.transpose(out, [0, 2, 1, 3]), [this.rows(T), HD]);
   }
 
   /** F_i(z) = fc2(GELU(fc1(LN2(z)))), z [R, D] -> [R, D]: R = B*T, or B with clsOnly (class tokens). */

@@ -22,14 +22,23 @@ import { basename, join } from 'node:path';
 import { VitfoldError } from '../core/errors.js';
 import { sameFile, syncDir, tempPath, writeFileAtomic, writeFileSynced, writePoint } from '../io.js';
 
+/**
+ * A run directory that cannot be used: locked by a live process, not empty without --force, or
+ * damaged.
+ */
 export class RunDirError extends VitfoldError {
   override name = 'RunDirError';
 }
 
+/** The file whose atomic rename commits an epoch of a run (see Checkpoint). */
 export const CHECKPOINT_FILE = 'checkpoint.json';
 /** The checkpoint's files, and the run-directory copy each is published as. */
 const PUBLISHED: Record<string, string> = { 'model.safetensors': 'last.safetensors', 'ema.safetensors': 'ema.safetensors' };
 
+/**
+ * checkpoint.json: the last committed epoch of a run, its files with their sha256, the log length
+ * and the best epoch.
+ */
 export interface Checkpoint {
   epoch: number;
   /** Directory of this epoch's files, relative to the run directory. */

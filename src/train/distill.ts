@@ -23,6 +23,10 @@ export function softTargets(logits: Tensor, temperature: number): Tensor {
   return { shape: [B, K], data: out };
 }
 
+/**
+ * The frozen deep model of a distillation, run in its own onnxruntime session: softened
+ * probabilities for each batch.
+ */
 export class Teacher {
   private constructor(
     private readonly predictor: Predictor,

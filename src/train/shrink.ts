@@ -20,7 +20,12 @@ import type { Distillation } from '../model/vit-graph.js';
 import { DEFAULT_DISTILLATION } from './distill.js';
 import { evaluate, loadData, readRunConfig, train, TrainError, type TrainConfig, type TrainEvents, type TrainResult } from './trainer.js';
 
+/**
+ * 'join': fine-tune as joined branches (with distillation) and fold; 'drop': keep evenly spaced
+ * layers and fine-tune them.
+ */
 export type ShrinkMethod = 'join' | 'drop';
+/** The ways shrink makes a deep model shallow. */
 export const SHRINK_METHODS: readonly ShrinkMethod[] = ['join', 'drop'];
 
 /** What a shrink run is, recorded in its config.json and in the shrunk model's metadata. */
@@ -89,6 +94,7 @@ export function shrinkConfig(base: TrainConfig, teacher: Model, plan: ShrinkPlan
   return cfg;
 }
 
+/** shrink's result: the training result and the shrunk model's path and top-1. */
 export interface ShrinkResult extends TrainResult {
   /** The shallow model file, its test top-1 and depth; the instant fold's top-1 (join only). */
   model: { path: string; top1: number; depth: number };
@@ -101,7 +107,7 @@ export interface ShrinkResult extends TrainResult {
  * `shrunk.safetensors` (the fold for join, the fine-tuned layers for drop) with the recipe in
  * its metadata (`shrink`). With 0 epochs (join) the result is the instant fold.
  */
-export async function shrink(cfg: TrainConfig, runDir: string, opts: { resume?: boolean; force?: boolean; events?: TrainEvents } = {}): Promise<ShrinkResult> {
+export async function shrink(cfg: TrainConfig, runDir: string, opts: { resume?: boolean; force?: boolean; events?: TrainEvents; command?: string[] } = {}): Promise<ShrinkResult> {
   const plan = cfg.shrink;
   if (!plan) throw new TrainError(`${runDir}: not a shrink run (its config has no shrink plan)`);
   const release = openRunDir(runDir, { fresh: !opts.resume, force: opts.force, command: 'shrink' });
@@ -112,7 +118,7 @@ export async function shrink(cfg: TrainConfig, runDir: string, opts: { resume?: 
   }
 }
 
-async function shrinkLocked(cfg: TrainConfig, plan: ShrinkPlan, runDir: string, opts: { resume?: boolean; events?: TrainEvents }): Promise<ShrinkResult> {
+async function shrinkLocked(cfg: TrainConfig, plan: ShrinkPlan, runDir: string, opts: { resume?: boolean; events?: TrainEvents; command?: string[] }): Promise<ShrinkResult> {
   const ev = opts.events ?? {};
   const teacher = loadModel(plan.teacher);
   const { testSet } = await loadData(cfg);
@@ -157,7 +163,7 @@ async function shrinkLocked(cfg: TrainConfig, plan: ShrinkPlan, runDir: string, 
     return { runDir, epochs: [], stopped: 'done', model: { path, top1: instantTop1!, depth: plan.depth }, instantTop1, teacherTop1 };
   }
 
-  const r = await train(cfg, runDir, { init: opts.resume ? undefined : shrinkStart(teacher, plan), resume: opts.resume, locked: true, events: ev });
+  const r = await train(cfg, runDir, { init: opts.resume ? undefined : shrinkStart(teacher, plan), resume: opts.resume, locked: true, events: ev, command: opts.command });
   if (r.stopped !== 'done') return { ...r, model: { path: '', top1: NaN, depth: plan.depth }, instantTop1, teacherTop1 };
   const source = r.folded?.path ?? join(runDir, 'last.safetensors');
   const top1 = r.folded?.top1 ?? r.epochs[r.epochs.length - 1]?.top1 ?? NaN;

@@ -45,6 +45,10 @@ import type { Distillation } from '../model/vit-graph.js';
 import { Teacher } from './distill.js';
 import type { ShrinkPlan } from './shrink.js';
 
+/**
+ * Everything a training run is: model config, branches, join schedule, epochs, optimizer,
+ * augmentation, data, distillation; stored as the run's config.json.
+ */
 export interface TrainConfig {
   model: ViTConfig;
   /** Branches per block; 1 with join mode 'none' trains the plain deep model. */
@@ -94,6 +98,7 @@ export interface TrainConfig {
   shrink?: ShrinkPlan;
 }
 
+/** Callbacks of a training run: messages, per-step progress, per-epoch records. */
 export interface TrainEvents {
   onStep?: (s: { epoch: number; epochs: number; step: number; stepsPerEpoch: number; loss: number; lr: number; imgPerSec: number }) => void;
   onEpoch?: (e: EpochRecord) => void;
@@ -102,6 +107,7 @@ export interface TrainEvents {
   shouldStop?: (globalStep: number) => boolean;
 }
 
+/** One epoch of a run as logged: losses, test top-1/top-5, join coefficients, timing. */
 export interface EpochRecord {
   epoch: number;
   train_loss: number;
@@ -123,6 +129,10 @@ export interface EpochRecord {
   teacher_ms?: number;
 }
 
+/**
+ * train's result: the run directory, every epoch's record and the fold (path, top-1,
+ * verification).
+ */
 export interface TrainResult {
   runDir: string;
   epochs: EpochRecord[];
@@ -131,6 +141,7 @@ export interface TrainResult {
   stopped: 'done' | 'interrupted' | 'nan';
 }
 
+/** A training job that cannot run as configured (data, shapes, run directory). */
 export class TrainError extends VitfoldError {
   override name = 'TrainError';
 }
@@ -191,6 +202,7 @@ function modelMetadata(cfg: TrainConfig, classes: string[]): Record<string, stri
   return { normalization: JSON.stringify(cfg.normalization), classes: JSON.stringify(classes) };
 }
 
+/** A run directory's config.json as a TrainConfig (validated). */
 export function readRunConfig(dir: string): TrainConfig {
   const p = join(dir, 'config.json');
   if (!existsSync(p)) throw new TrainError(`${dir}: no config.json; is this a vitfold run directory?`);
@@ -250,8 +262,15 @@ export interface TrainOptions {
   locked?: boolean;
   init?: Model;
   events?: TrainEvents;
+  /** The command line that started the run, recorded in the log for its report. */
+  command?: string[];
 }
 
+/**
+ * Trains (or resumes) a run in runDir: a branched ViT joined by the schedule, folded once every
+ * coefficient is 1 and trained on as the fold; writes checkpoints, log.jsonl, report.html and the
+ * fold.
+ */
 export async function train(cfg: TrainConfig, runDir: string, opts: TrainOptions = {}): Promise<TrainResult> {
   validateJoinSchedule(cfg.join);
   validateBranches(cfg.model, cfg.branches, 'train');
@@ -372,7 +391,7 @@ async function trainLocked(cfg: TrainConfig, runDir: string, opts: TrainOptions)
   if (!state) {
     // The starting point: the deep model (every coefficient 0), e.g. a pretrained checkpoint.
     const start = await evaluate(model, testSet, cfg);
-    log({ event: 'start', top1: start.top1, top5: start.top5 });
+    log({ event: 'start', top1: start.top1, top5: start.top5, steps_per_epoch: stepsPerEpoch, ...(opts.command ? { command: opts.command } : {}) });
     const what = model.structure.kind === 'branched' ? 'deep model (every join coefficient 0)' : `${model.config.depth}-layer model`;
     ev.onMessage?.(`start    ${what}: top-1 ${(100 * start.top1).toFixed(2)}%, top-5 ${(100 * start.top5).toFixed(2)}% on ${testSet.count} test images`);
     if (teacherModel) ev.onMessage?.(`distill  from ${cfg.distill!.teacher} (${teacherModel.config.depth} layers, frozen): alpha ${cfg.distill!.alpha}, temperature ${cfg.distill!.temperature}`);

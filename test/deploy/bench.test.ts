@@ -43,7 +43,7 @@ test('runBench: every depth x precision on node and web, ratios vs the deep fp32
   assert.deepEqual(JSON.parse(JSON.stringify(r)).rows.length, r.rows.length);
   const svg = benchSvg(r);
   assert.match(svg, /^<svg /);
-  assert.equal((svg.match(/<rect /g) ?? []).length, r.rows.length);
+  assert.equal((svg.match(/<rect x="250"/g) ?? []).length, r.rows.length, 'one bar per row');
   assert.match(formatBench(r), /vitfold export 2L\s+int8 paired\s+2\s+1/);
   assert.match(formatBench(r), /\ncpu x64 .*; onnxruntime int8 pair sums (exact|saturate at int16 \(no VNNI\))\n/);
   assert.equal(typeof r.machine.int8PairsSaturate, 'boolean');

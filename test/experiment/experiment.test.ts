@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { niceTicks } from '../../src/experiment/results.js';
+import { niceTicks } from '../../src/chart/svg.js';
 import { loadModel } from '../../src/io.js';
 import { readSpec } from '../../src/experiment/spec.js';
 import { REPO, tmpDir, writeDataset } from '../helpers.js';

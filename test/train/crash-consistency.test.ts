@@ -23,7 +23,8 @@ function fingerprint(dir: string): Record<string, string> {
   for (const f of ['last.safetensors', 'best.safetensors', 'ema.safetensors', 'joined.safetensors', 'folded.safetensors', 'config.json']) {
     fp[f] = existsSync(join(dir, f)) ? readFileSync(join(dir, f)).toString('base64') : 'missing';
   }
-  const timing = new Set(['seconds', 'img_per_s', 'data_ms_per_step', 'step_ms', 'teacher_ms', 'path']);
+  // `command` names each run's own directory.
+  const timing = new Set(['seconds', 'img_per_s', 'data_ms_per_step', 'step_ms', 'teacher_ms', 'path', 'command']);
   fp.log = readFileSync(join(dir, 'log.jsonl'), 'utf8')
     .split('\n')
     .filter(Boolean)
