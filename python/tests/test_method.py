@@ -1,0 +1,57 @@
+"""vitfold_torch against fixtures/method/, the values vitfold computes (scripts/method-fixtures.ts):
+the branched forward at several join states, the join and learning-rate schedules at 50 progress
+points, and the distillation loss."""
+
+import os
+import unittest
+
+import torch
+
+from helpers import FIXTURES, method
+from vitfold_torch import JoinSchedule, Structure, join_coefficients, learning_rate, load_model, read_safetensors, training_loss
+from vitfold_torch.loss import smoothed_targets
+
+
+class MethodFixtures(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.m = method()
+        cls.model, _, _ = load_model(os.path.join(FIXTURES, "model.safetensors"), dtype=torch.float64)
+        cls.model.eval()
+        cls.x = read_safetensors(os.path.join(FIXTURES, "input.safetensors"))[0]["x"].double()
+
+    def test_branched_forward_equals_vitfold_float64(self):
+        for c in self.m["forward"]:
+            s = Structure(c["branches"], c["attn"], c["ffn"]) if c["branches"] > 1 else Structure()
+            with torch.no_grad():
+                got = self.model(self.x, s).flatten()
+            want = torch.tensor(c["logits"], dtype=torch.float64)
+            err = float((got - want).abs().max() / want.abs().max())
+            self.assertLess(err, 1e-10, f"k={c['branches']} attn={c['attn']} ffn={c['ffn']}: max rel error {err}")
+
+    def test_join_schedules_equal_vitfold_at_50_points(self):
+        for s in self.m["join"]:
+            sched = JoinSchedule(s["mode"], s["shape"], s["start"], s["end"]).validate()
+            self.assertEqual(len(s["points"]), 50)
+            for pt in s["points"]:
+                attn, ffn = join_coefficients(sched, s["blocks"], pt["p"])
+                for got, want in zip(attn + ffn, pt["attn"] + pt["ffn"]):
+                    self.assertAlmostEqual(got, want, delta=1e-15, msg=f"{s['mode']} {s['shape']} p={pt['p']}")
+
+    def test_learning_rate_equals_vitfold(self):
+        for s in self.m["lr"]:
+            for step, want in s["values"]:
+                self.assertAlmostEqual(learning_rate(s["peak"], s["warmup"], s["total"], s["min"], step), want, delta=1e-15 * max(1, abs(want)))
+
+    def test_distillation_loss_equals_vitfold(self):
+        for c in self.m["distill"]:
+            B, K = len(c["labels"]), c["classes"]
+            z = torch.tensor(c["logits"], dtype=torch.float64).reshape(B, K)
+            zt = torch.tensor(c["teacher_logits"], dtype=torch.float64).reshape(B, K)
+            y = smoothed_targets(torch.tensor(c["labels"]), K, c["smoothing"])
+            got = float(training_loss(z, y, zt, c["alpha"], c["temperature"]))
+            self.assertAlmostEqual(got, c["loss"], delta=1e-12 * abs(c["loss"]), msg=f"alpha {c['alpha']} T {c['temperature']}")
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,238 @@
+"""Branched training and shrink past one machine: `torchrun --nproc_per_node N -m vitfold_torch.train`.
+
+The same recipes and defaults as `vitfold train` and `vitfold shrink`: a branched ViT whose join
+coefficients follow the join schedule (train), or a trained deep model fine-tuned while its
+layers are joined, distilled from the frozen deep model (shrink). DistributedDataParallel over
+all processes (NCCL on GPUs with bfloat16 autocast, gloo on CPUs); every process draws the same
+batch order and augmentation and takes its slice of each global batch, so N processes compute
+the same steps as one process on the combined batch. Each epoch ends with an atomic checkpoint
+(`checkpoint.pt`: weights, optimizer, step) and `last.safetensors` in vitfold's format with its
+join state; `--resume` continues from the checkpoint. When every coefficient is 1,
+`vitfold fold RUN/last.safetensors --verify` folds the result exactly.
+
+Examples:
+  torchrun --nproc_per_node 8 -m vitfold_torch.train --out runs/fm-k4 --epochs 5
+  torchrun --nproc_per_node 8 -m vitfold_torch.train --shrink deep.safetensors --depth 3 --out runs/shrink3
+  torchrun --nproc_per_node 8 -m vitfold_torch.train --out runs/fm-k4 --resume
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import signal
+import sys
+import time
+from typing import Dict, List, Optional
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from .checkpoint import load_model, save_model
+from .data import EpochBatches, FolderData, MnistData
+from .loss import smoothed_targets, training_loss
+from .model import Structure, ViTConfig, VisionTransformer
+from .schedule import JoinSchedule, join_coefficients, learning_rate
+
+# Defaults of `vitfold train` and `vitfold shrink` (src/cli/train.ts, src/train/shrink.ts).
+TRAIN_DEFAULTS = {"lr": 2e-3, "warmup_epochs": 0.5}
+SHRINK_DEFAULTS = {"lr": 5e-4, "warmup_epochs": 0.25, "alpha": 0.9, "temperature": 2.0}
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m vitfold_torch.train", description=__doc__.split("\n\n")[0], epilog="Examples:" + __doc__.split("Examples:")[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True, help="run directory (checkpoint.pt, last.safetensors, log.jsonl)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--dataset", default="fashion-mnist", choices=["fashion-mnist", "folder"], help="Fashion-MNIST IDX files, or an image folder ROOT/train/<class>/*.jpg, ROOT/val/<class>/*.jpg")
+    p.add_argument("--data", help="dataset folder (Fashion-MNIST default: Debian's dataset-fashion-mnist)")
+    p.add_argument("--preset", default="vit-28-p7", help="model shape of a run from scratch (default vit-28-p7)")
+    p.add_argument("--init", help="start from this plain checkpoint (vitfold or timm safetensors)")
+    p.add_argument("--branches", type=int, default=4, help="branches per block (train; default 4)")
+    p.add_argument("--shrink", metavar="DEEP.safetensors", help="shrink this trained deep model (distilled from it)")
+    p.add_argument("--depth", type=int, help="shrink: the depth to reach (branches = deep depth / depth)")
+    p.add_argument("--join", default="together", choices=["together", "sequential", "none"])
+    p.add_argument("--join-shape", default="cosine", choices=["linear", "cosine"])
+    p.add_argument("--join-start", type=float, default=0.0, help="fraction of training")
+    p.add_argument("--join-end", type=float, default=0.5, help="fraction of training (every coefficient is 1 from here)")
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--batch", type=int, default=128, help="global batch, split across processes")
+    p.add_argument("--lr", type=float, help="peak learning rate (train 2e-3, shrink 5e-4)")
+    p.add_argument("--min-lr", type=float, default=1e-5)
+    p.add_argument("--warmup-epochs", type=float, help="(train 0.5, shrink 0.25)")
+    p.add_argument("--wd", type=float, default=0.05, help="AdamW weight decay (weights of linear and patch layers)")
+    p.add_argument("--label-smoothing", type=float, default=0.1)
+    p.add_argument("--crop-padding", type=int, default=2)
+    p.add_argument("--no-flip", action="store_true")
+    p.add_argument("--alpha", type=float, default=SHRINK_DEFAULTS["alpha"], help="shrink: weight of the distillation term")
+    p.add_argument("--temperature", type=float, default=SHRINK_DEFAULTS["temperature"], help="shrink: distillation temperature")
+    p.add_argument("--limit-train", type=int)
+    p.add_argument("--limit-test", type=int)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, help="data-loading processes per training process (default: 0 for Fashion-MNIST, which is in memory; 4 for image folders)")
+    p.add_argument("--float64", action="store_true", help="train in float64 (exact comparisons in tests)")
+    a = p.parse_args(argv)
+    recipe = SHRINK_DEFAULTS if a.shrink else TRAIN_DEFAULTS
+    a.lr = recipe["lr"] if a.lr is None else a.lr
+    a.warmup_epochs = recipe["warmup_epochs"] if a.warmup_epochs is None else a.warmup_epochs
+    if a.shrink and not a.depth:
+        p.error("--shrink needs --depth L")
+    return a
+
+
+def decay_groups(model: nn.Module, wd: float) -> List[Dict]:
+    """timm's weight decay: linear and patch weights decay; biases, norms and tokens do not."""
+    decay, rest = [], []
+    for name, prm in model.named_parameters():
+        (decay if name.endswith(".weight") and "norm" not in name else rest).append(prm)
+    return [{"params": decay, "weight_decay": wd}, {"params": rest, "weight_decay": 0.0}]
+
+
+def atomic_torch_save(obj: object, path: str) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    torch.save(obj, tmp)
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    a = parse_args(argv)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    cuda = torch.cuda.is_available()
+    if world > 1:
+        dist.init_process_group("nccl" if cuda else "gloo")
+    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if cuda else torch.device("cpu")
+    if cuda:
+        torch.cuda.set_device(device)
+    dtype = torch.float64 if a.float64 else torch.float32
+    if a.batch % world:
+        raise SystemExit(f"--batch {a.batch} must divide evenly over {world} processes")
+    os.makedirs(a.out, exist_ok=True)
+    ckpt_path = os.path.join(a.out, "checkpoint.pt")
+    if not a.resume and rank == 0 and os.path.exists(ckpt_path):
+        raise SystemExit(f"{a.out} already holds a run (checkpoint.pt): --resume it or choose another --out")
+
+    # The model: from scratch (preset), from --init, or the deep model to shrink.
+    torch.manual_seed(a.seed)
+    teacher: Optional[VisionTransformer] = None
+    metadata: Dict[str, str] = {}
+    if a.shrink:
+        model, s, md = load_model(a.shrink)
+        if s.is_branched:
+            raise SystemExit(f"{a.shrink}: is a branched model; shrink starts from a plain checkpoint")
+        if model.cfg.depth % a.depth:
+            raise SystemExit(f"--depth {a.depth} does not divide the deep model's {model.cfg.depth} layers")
+        branches = model.cfg.depth // a.depth
+        teacher, _, _ = load_model(a.shrink)
+        teacher.to(device, dtype).eval().requires_grad_(False)
+        metadata.update({k: v for k, v in md.items() if k in ("normalization", "classes")})
+    elif a.init:
+        model, s, md = load_model(a.init)
+        branches = a.branches
+        metadata.update({k: v for k, v in md.items() if k in ("normalization", "classes")})
+    else:
+        model = VisionTransformer(ViTConfig.preset(a.preset))
+        branches = a.branches
+    if a.join == "none":
+        branches = 1
+    cfg = model.cfg
+    Structure(branches, [0.0] * (cfg.depth // branches), [0.0] * (cfg.depth // branches)).validate(cfg.depth)
+    blocks = cfg.depth // branches
+    schedule = JoinSchedule(a.join, a.join_shape, a.join_start, a.join_end).validate()
+    norm = json.loads(metadata["normalization"]) if "normalization" in metadata else None
+    if a.dataset == "folder":
+        if not a.data:
+            raise SystemExit("--dataset folder needs --data ROOT (ROOT/train/<class>/*.jpg, ROOT/val/<class>/*.jpg)")
+        data = FolderData(a.data, cfg.img_size, cfg.in_chans, norm, a.limit_train, a.limit_test)
+    else:
+        data = MnistData(a.data, a.limit_train, a.limit_test)
+    if (data.size, data.channels) != (cfg.img_size, cfg.in_chans) or len(data.classes) != cfg.num_classes:
+        raise SystemExit(f"the model takes {cfg.in_chans} x {cfg.img_size} x {cfg.img_size} images in {cfg.num_classes} classes; the data has {data.channels} x {data.size} x {data.size} in {len(data.classes)}")
+    metadata["normalization"] = json.dumps(data.normalization, separators=(",", ":"))
+    metadata["classes"] = json.dumps(data.classes, separators=(",", ":"))
+    steps_per_epoch = data.n_train // a.batch
+    if steps_per_epoch == 0:
+        raise SystemExit(f"{data.n_train} training images are fewer than one batch of {a.batch}")
+    total = steps_per_epoch * a.epochs
+    warmup = round(a.warmup_epochs * steps_per_epoch)
+
+    model.to(device, dtype)
+    opt = torch.optim.AdamW(decay_groups(model, a.wd), lr=a.lr, betas=(0.9, 0.999), eps=1e-8)
+    step = 0
+    if a.resume:
+        state = torch.load(ckpt_path, map_location=device)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        step = state["step"]
+        if rank == 0:
+            print(f"resume   {a.out} after epoch {state['epoch']} (step {step})", flush=True)
+    ddp = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if cuda else None) if world > 1 else model
+    per_rank = a.batch // world
+    kill_at = int(os.environ.get("VITFOLD_TORCH_KILL_AT_STEP", "-1"))  # fault injection for the resume test
+    log = open(os.path.join(a.out, "log.jsonl"), "a") if rank == 0 else None
+    t0 = time.time()
+
+    def structure_at(progress: float) -> Structure:
+        attn, ffn = join_coefficients(schedule, blocks, progress)
+        return Structure(branches, attn, ffn)
+
+    for epoch in range(step // steps_per_epoch, a.epochs):
+        # Every process draws the same order and augmentation, then takes its slice of each batch.
+        order = torch.randperm(data.n_train, generator=torch.Generator().manual_seed(a.seed * 1000 + epoch))
+        ddp.train()
+        mine = slice(rank * per_rank, (rank + 1) * per_rank)
+        batches = EpochBatches(data, order, a.batch, step - epoch * steps_per_epoch, steps_per_epoch, epoch * steps_per_epoch, a.seed, a.crop_padding, not a.no_flip, mine)
+        workers = a.workers if a.workers is not None else (4 if a.dataset == "folder" else 0)
+        for x, y in torch.utils.data.DataLoader(batches, batch_size=None, num_workers=workers):
+            x, y = x.to(device, dtype), y.to(device)
+            s = structure_at(step / total)
+            for group in opt.param_groups:
+                group["lr"] = learning_rate(a.lr, warmup, total, a.min_lr, step)
+            with torch.autocast("cuda", dtype=torch.bfloat16) if cuda and not a.float64 else contextlib.nullcontext():
+                logits = ddp(x, s)
+                with torch.no_grad():
+                    t_logits = teacher(x) if teacher is not None else None
+                loss = training_loss(logits.to(dtype), smoothed_targets(y, cfg.num_classes, a.label_smoothing).to(device), None if t_logits is None else t_logits.to(dtype), a.alpha, a.temperature)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            if step == kill_at and rank == 0:
+                os.kill(os.getpid(), signal.SIGKILL)
+            if log and (step % 20 == 0 or step == total):
+                log.write(json.dumps({"step": step, "epoch": epoch + 1, "loss": float(loss), "lr": opt.param_groups[0]["lr"], "attn": s.attn, "ffn": s.ffn}) + "\n")
+                log.flush()
+        # End of epoch: test accuracy, the atomic checkpoint, and the model in vitfold's format.
+        s = structure_at(step / total)
+        if rank == 0:
+            model.eval()
+            correct = seen = 0
+            with torch.no_grad():
+                for xt, yt in data.test_batches(500):
+                    correct += int((model(xt.to(device, dtype), s).argmax(-1).cpu() == yt).sum())
+                    seen += len(yt)
+            top1 = correct / max(1, seen)
+            save_model(os.path.join(a.out, "last.safetensors"), model, s if s.is_branched else None, metadata)
+            atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "epoch": epoch + 1, "args": vars(a)}, ckpt_path)
+            rec = {"event": "epoch", "epoch": epoch + 1, "top1": top1, "attn": s.attn, "ffn": s.ffn, "seconds": time.time() - t0, "processes": world}
+            log.write(json.dumps(rec) + "\n")
+            log.flush()
+            print(f"epoch {epoch + 1}/{a.epochs}: top-1 {100 * top1:.2f}%, join attn {[round(c, 2) for c in s.attn or []]} ffn {[round(c, 2) for c in s.ffn or []]} ({world} process{'es' if world > 1 else ''}, {time.time() - t0:.0f} s)", flush=True)
+        if world > 1:
+            dist.barrier()
+    if rank == 0:
+        s = structure_at(1.0)
+        joined = s.is_branched and all(c == 1 for c in s.attn + s.ffn)
+        print(f"wrote    {os.path.join(a.out, 'last.safetensors')}" + (f"; fold it: vitfold fold {os.path.join(a.out, 'last.safetensors')} --out folded.safetensors --verify" if joined else ""), flush=True)
+    if world > 1:
+        dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
