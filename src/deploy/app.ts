@@ -75,7 +75,13 @@ const read = (entry: { file: string } | { bytes: Uint8Array }) => ('bytes' in en
 /** Serves the site on host:port (0: a free port) until close(). */
 export function serveSite(site: Site, opts: { port?: number; host?: string } = {}): Promise<{ url: string; server: Server }> {
   const server = createServer((req, res) => {
-    const path = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname).replace(/^\/+/, '') || 'index.html';
+    let path: string;
+    try {
+      path = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname).replace(/^\/+/, '') || 'index.html';
+    } catch {
+      res.writeHead(400, { 'Content-Type': 'text/plain' }).end('bad request');
+      return;
+    }
     const entry = site.get(path);
     if (!entry || (req.method !== 'GET' && req.method !== 'HEAD')) {
       res.writeHead(entry ? 405 : 404, { 'Content-Type': 'text/plain' }).end(entry ? 'method not allowed' : 'not found');

@@ -127,3 +127,22 @@ test('vitfold app without --models and without a demo run: exit 2, saying to run
   assert.equal(r.code, 2);
   assert.match(r.err, /no demo run in .*no-demo.*run `vitfold demo` first, or name the models/);
 });
+
+test('the app server serves only its site: isolation headers, 404 outside it (no path traversal), 400 for a malformed path, 405 for other methods', async () => {
+  const { appSite, serveSite } = await import('../../src/deploy/app.js');
+  const { url, server } = await serveSite(appSite([{ name: 'm.onnx', bytes: new Uint8Array([1, 2, 3]) }]), { port: 0 });
+  try {
+    const get = (path: string, init?: RequestInit) => fetch(url + path, init);
+    const index = await get('');
+    assert.equal(index.status, 200);
+    assert.equal(index.headers.get('cross-origin-opener-policy'), 'same-origin');
+    assert.equal(index.headers.get('cross-origin-embedder-policy'), 'require-corp');
+    assert.deepEqual(new Uint8Array(await (await get('models/0.onnx')).arrayBuffer()), new Uint8Array([1, 2, 3]));
+    assert.deepEqual(((await (await get('models.json')).json()) as { name: string }[]).map((m) => m.name), ['m.onnx']);
+    for (const path of ['../package.json', '%2e%2e/package.json', 'js/../../package.json', 'src/cli/app.ts', 'nothing']) assert.equal((await get(path)).status, 404, path);
+    assert.equal((await get('%E0%A4%A')).status, 400);
+    assert.equal((await get('index.html', { method: 'POST' })).status, 405);
+  } finally {
+    server.close();
+  }
+});
