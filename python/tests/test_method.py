@@ -21,6 +21,7 @@ class MethodFixtures(unittest.TestCase):
         cls.x = read_safetensors(os.path.join(FIXTURES, "input.safetensors"))[0]["x"].double()
 
     def test_branched_forward_equals_vitfold_float64(self):
+        self.assertEqual(len(self.m["forward"]), 6)
         for c in self.m["forward"]:
             s = Structure(c["branches"], c["attn"], c["ffn"]) if c["branches"] > 1 else Structure()
             with torch.no_grad():
@@ -35,6 +36,7 @@ class MethodFixtures(unittest.TestCase):
             self.assertEqual(len(s["points"]), 50)
             for pt in s["points"]:
                 attn, ffn = join_coefficients(sched, s["blocks"], pt["p"])
+                self.assertEqual(len(attn + ffn), len(pt["attn"] + pt["ffn"]))
                 for got, want in zip(attn + ffn, pt["attn"] + pt["ffn"]):
                     self.assertAlmostEqual(got, want, delta=1e-15, msg=f"{s['mode']} {s['shape']} p={pt['p']}")
 

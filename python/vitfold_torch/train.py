@@ -133,6 +133,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         metadata.update({k: v for k, v in md.items() if k in ("normalization", "classes")})
     elif a.init:
         model, s, md = load_model(a.init)
+        if s.is_branched:
+            raise SystemExit(f"{a.init}: is a branched model; --init takes a plain checkpoint (a branched run continues with --resume)")
         branches = a.branches
         metadata.update({k: v for k, v in md.items() if k in ("normalization", "classes")})
     else:

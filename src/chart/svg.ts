@@ -4,6 +4,17 @@
 
 export const PALETTE = ['#2f6fed', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf'];
 
+/** [min, max] of values, in a loop (spreading 10^5 values into Math.min overflows the stack). */
+export function extent(values: Iterable<number>): [number, number] {
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (const v of values) {
+    if (v < lo) lo = v;
+    if (v > hi) hi = v;
+  }
+  return [lo, hi];
+}
+
 export function esc(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 }
@@ -103,8 +114,8 @@ export function lineChart(series: LineSeries[], o: ChartFrame & { yRange?: [numb
   const box = { L: 62, T: 34, R: W - 18, B: H - 44 };
   const all = series.flatMap((s) => s.points).filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y));
   if (!all.length) return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="60" font-family="system-ui, sans-serif" font-size="12"><text x="10" y="30">${esc(o.title)}: no data yet</text></svg>`;
-  const [xlo, xhi] = o.xRange ?? [Math.min(...all.map((p) => p[0])), Math.max(...all.map((p) => p[0]))];
-  const [ylo, yhi] = o.yRange ?? [Math.min(...all.map((p) => p[1])), Math.max(...all.map((p) => p[1]))];
+  const [xlo, xhi] = o.xRange ?? extent(all.map((p) => p[0]));
+  const [ylo, yhi] = o.yRange ?? extent(all.map((p) => p[1]));
   const xs = niceTicks(xlo, xhi, 6, o.integerX ? 1 : 0);
   const ys = niceTicks(ylo, yhi, 5);
   const [x0, x1, y0, y1] = [xs[0], xs[xs.length - 1], ys[0], ys[ys.length - 1]];

@@ -21,10 +21,10 @@ export function addAppCommand(program: Command): void {
   program
     .command('app')
     .description('a browser page that runs exported models side by side (top-5, latency, speed-up of the fold), served locally or written to a folder')
-    .option('--models <files...>', 'two or more models: exported .onnx files (any precision), or .safetensors (exported to fp32 on the fly); default: the demo run\'s 12-layer model and its fold')
-    .option('--demo <dir>', 'the demo run whose models are the default', 'runs/demo')
+    .option('--models <files...>', 'the models to compare (one works too): exported .onnx files (any precision), or .safetensors (exported to fp32 on the fly); default: the demo\'s 12-layer teacher and the fold in --demo')
+    .option('--demo <dir>', 'the demo run whose fold (folded.onnx or .safetensors) is shown beside the shipped 12-layer teacher by default', 'runs/demo')
     .addOption(new Option('--port <n>', 'port to serve on (0: any free port)').argParser(nonNegativeInt('--port')).default(8080))
-    .option('--host <address>', 'address to listen on (0.0.0.0 for other machines on the network)', '127.0.0.1')
+    .option('--host <address>', 'address to listen on (0.0.0.0 for other machines; browsers treat plain http from another host as insecure: no threads, no webcam)', '127.0.0.1')
     .option('--out <dir>', 'write the page, its assets and the models to this new folder for a static host, instead of serving')
     .addHelpText(
       'after',
@@ -40,7 +40,6 @@ Examples:
     )
     .action(async (o: { models?: string[]; demo: string; port: number; host: string; out?: string }) => {
       const { paths, names } = o.models ? { paths: o.models, names: undefined } : demoModels(o.demo);
-      if (paths.length < 1) throw new CliError('--models needs at least one file');
       if (o.out && existsSync(o.out) && readdirSync(o.out).length) throw new CliError(`--out ${o.out} exists and is not empty: choose a new folder`);
       const models = await appModels(paths, { names, onLine: (s) => console.log(s) });
       const site = appSite(models);

@@ -7,7 +7,7 @@
 
 import { existsSync, readFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
-import { esc, lineChart, PALETTE, type Band, type LineSeries, type Marker } from '../chart/svg.js';
+import { esc, extent, lineChart, PALETTE, type Band, type LineSeries, type Marker } from '../chart/svg.js';
 import type { ViTConfig } from '../core/config.js';
 import { foldedConfig } from '../core/fold.js';
 import { flopsPerImage } from '../core/flops.js';
@@ -60,8 +60,8 @@ function stepsPerEpoch(config: RunConfig, records: LogRecord[], steps: LogRecord
   if (logged) return logged;
   const images = config.data.limitTrain ?? TRAIN_IMAGES[config.data.kind];
   if (images) return Math.max(1, Math.floor(images / config.batch));
-  const last1 = Math.max(0, ...steps.filter((r) => r.epoch === 1).map((r) => r.step!));
-  const first2 = Math.min(...steps.filter((r) => r.epoch === 2).map((r) => r.step!));
+  const last1 = Math.max(0, extent(steps.filter((r) => r.epoch === 1).map((r) => r.step!))[1]);
+  const first2 = extent(steps.filter((r) => r.epoch === 2).map((r) => r.step!))[0];
   return Number.isFinite(first2) ? (last1 + first2) / 2 : Math.max(1, last1);
 }
 
@@ -121,7 +121,7 @@ export function reportHtml(config: RunConfig, records: LogRecord[], opts: { runD
     xLabel: 'epoch',
     yLabel: config.distill ? 'loss (distillation + labels)' : 'cross-entropy',
   });
-  const lrChart = lineChart([{ name: 'learning rate', color: PALETTE[4], points: steps.map((r) => [x(r), num(r.lr) ?? NaN]) }], { ...frame, title: 'Learning rate', xLabel: 'epoch', yLabel: 'learning rate', yRange: [0, Math.max(config.lr, ...steps.map((r) => num(r.lr) ?? 0))] });
+  const lrChart = lineChart([{ name: 'learning rate', color: PALETTE[4], points: steps.map((r) => [x(r), num(r.lr) ?? NaN]) }], { ...frame, title: 'Learning rate', xLabel: 'epoch', yLabel: 'learning rate', yRange: [0, Math.max(config.lr, extent(steps.map((r) => num(r.lr) ?? 0))[1])] });
   const atStart = start ? [[0, 100 * (start.top1 as number)] as [number, number]] : [];
   const atStart5 = start && num(start.top5) !== undefined ? [[0, 100 * (start.top5 as number)] as [number, number]] : [];
   const top1Series: LineSeries[] = [{ name: 'top-1 (test)', color: PALETTE[1], dots: true, points: [...atStart, ...epochs.map((e) => [e.epoch!, 100 * (e.top1 as number)] as [number, number])] }];
@@ -149,23 +149,23 @@ export function reportHtml(config: RunConfig, records: LogRecord[], opts: { runD
       ? `branched training, ${k} branches per block, join ${config.join.mode} (${config.join.shape}, epochs ${(config.join.start * E).toFixed(2).replace(/\.00$/, '')}-${(config.join.end * E).toFixed(2).replace(/\.00$/, '')})`
       : `plain training of a ${cfg.depth}-layer ViT`;
   const seconds = epochs.reduce((a, e) => a + (num(e.seconds) ?? 0), 0);
-  const status = nan ? `stopped: non-finite loss at epoch ${nan.epoch}, step ${nan.step}` : finished ? 'finished' : `in progress: ${epochs.length} of ${E} epochs logged`;
+  const status = nan ? `stopped: non-finite loss in epoch ${(num(nan.epoch) ?? 0) + 1}, step ${(num(nan.step) ?? 0) + 1}` : finished ? 'finished' : `in progress: ${epochs.length} of ${E} epochs logged`;
   const facts: [string, string][] = [
     ['run', `${esc(opts.runDir ? resolve(opts.runDir) : '')}`],
     ['what', esc(what)],
     ['status', esc(status)],
     ['model', esc(`${shape(cfg)}, width ${cfg.embed_dim}, ${cfg.img_size}x${cfg.img_size}/${cfg.patch_size}, ${cfg.num_classes} classes`)],
     ['data', esc(`${config.data.kind}${config.data.limitTrain ? `, first ${config.data.limitTrain.toLocaleString('en-US')} training images` : ''}, batch ${config.batch}, ${E} epochs, lr ${config.lr}`)],
-    ['top-1', `${start ? `${pct(start.top1)} at the start → ` : ''}<strong>${pct(last?.top1)}</strong>${last ? ` after epoch ${last.epoch}` : ''}${num(last?.top5) !== undefined ? ` (top-5 ${pct(last!.top5)})` : ''}${shrunk ? `; teacher ${pct(shrunk.teacher_top1)}, instant fold ${pct(shrunk.instant_top1)}` : ''}`],
+    ['top-1', `${start ? `${pct(start.top1)} at the start → ` : ''}<strong>${pct(last?.top1)}</strong>${last ? ` after epoch ${num(last.epoch) ?? '–'}` : ''}${num(last?.top5) !== undefined ? ` (top-5 ${pct(last!.top5)})` : ''}${shrunk ? `; teacher ${pct(shrunk.teacher_top1)}, instant fold ${pct(shrunk.instant_top1)}` : ''}`],
     ['training time', `${seconds.toFixed(0)} s in ${epochs.length} epochs`],
   ];
   if (config.distill) facts.push(['distillation', esc(`from ${config.distill.teacher} (frozen): alpha ${config.distill.alpha}, temperature ${config.distill.temperature}`)]);
   const verify = foldRec ?? (sw ? { verify_max_rel: sw.verifyMaxRel, agreement: sw.agreement, top1_joined: sw.joinedTop1, top1_folded: sw.foldedTop1, folded_at_epoch: sw.epoch } : undefined);
   const verifyHtml = verify
-    ? `<p>Folded at epoch ${verify.folded_at_epoch}: the joined model and its fold, run in float64 on test images, differ by at most <strong>${(num(verify.verify_max_rel) ?? NaN).toExponential(1)}</strong> (relative logit error); their predictions agree on <strong>${pct(verify.agreement)}</strong> of the test images (joined ${pct(verify.top1_joined)}, folded ${pct(verify.top1_folded)}).${foldRec && foldEpoch! < E ? ` Training continued on the folded graph (equal, and faster) to epoch ${E}: final folded top-1 ${pct(foldRec.top1_folded)}.` : ''}${foldRec ? ` File: <code>${esc(String(foldRec.path))}</code>.` : ''}</p>`
+    ? `<p>Folded at epoch ${num(verify.folded_at_epoch) ?? '–'}: the joined model and its fold, run in float64 on test images, differ by at most <strong>${(num(verify.verify_max_rel) ?? NaN).toExponential(1)}</strong> (relative logit error); their predictions agree on <strong>${pct(verify.agreement)}</strong> of the test images (joined ${pct(verify.top1_joined)}, folded ${pct(verify.top1_folded)}).${foldRec && foldEpoch! < E ? ` Training continued on the folded graph (equal, and faster) to epoch ${E}: final folded top-1 ${pct(foldRec.top1_folded)}.` : ''}${foldRec ? ` File: <code>${esc(String(foldRec.path))}</code>.` : ''}</p>`
     : `<p>${branched ? 'Not folded yet: the fold happens once every join coefficient is 1.' : 'A plain run: nothing to fold.'}</p>`;
 
-  const sizeRows = [[`deep (${cfg.depth} layers)`, cfg] as const, ...(folded ? [[`fold (${folded.depth} layers)`, folded] as const] : [])];
+  const sizeRows = [[`${folded ? 'deep' : 'model'} (${cfg.depth} layers)`, cfg] as const, ...(folded ? [[`fold (${folded.depth} layers)`, folded] as const] : [])];
   const lat = opts.latency;
   const latencyFor = (depth: number, precision: string) => lat?.rows.find((r) => r.depth === depth && r.precision === precision);
   const latCell = (depth: number, precision: string) => {
@@ -178,7 +178,7 @@ ${sizeRows.map(([name, c]) => `<tr><td>${name}</td><td>${esc(shape(c))}</td><td>
 <p class="note">${lat ? esc(`Latency: ONNX exports in onnxruntime-node, batch ${lat.batch}, ${lat.threads} threads, median of interleaved rounds; ratio to the deep fp32 model; ${lat.machine}.`) : `Not timed yet: <code>vitfold report ${esc(opts.runDir ?? 'RUN_DIR')} --bench</code> times the deep model and its fold (fp32 and int8) on this machine.`} The fold keeps the FLOPs: it is faster because it is shallower.</p>`;
 
   const epochRows = epochs
-    .map((e) => `<tr><td>${e.epoch}</td><td>${(num(e.train_loss) ?? NaN).toFixed(4)}</td><td>${pct(e.top1)}</td><td>${pct(e.top5)}</td><td>${Array.isArray(e.attn) && (e.attn as number[]).length ? (e.attn as number[]).map((c) => c.toFixed(2)).join(', ') : '–'}</td><td>${Array.isArray(e.ffn) && (e.ffn as number[]).length ? (e.ffn as number[]).map((c) => c.toFixed(2)).join(', ') : '–'}</td><td>${(num(e.seconds) ?? NaN).toFixed(1)}</td><td>${(num(e.img_per_s) ?? NaN).toFixed(0)}</td></tr>`)
+    .map((e) => `<tr><td>${num(e.epoch) ?? '–'}</td><td>${(num(e.train_loss) ?? NaN).toFixed(4)}</td><td>${pct(e.top1)}</td><td>${pct(e.top5)}</td><td>${Array.isArray(e.attn) && (e.attn as number[]).length ? (e.attn as number[]).map((c) => c.toFixed(2)).join(', ') : '–'}</td><td>${Array.isArray(e.ffn) && (e.ffn as number[]).length ? (e.ffn as number[]).map((c) => c.toFixed(2)).join(', ') : '–'}</td><td>${(num(e.seconds) ?? NaN).toFixed(1)}</td><td>${(num(e.img_per_s) ?? NaN).toFixed(0)}</td></tr>`)
     .join('\n');
   const command = Array.isArray(start?.command) ? (start!.command as string[]).map((a) => (/^[\w./:=,@+-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ') : '(not recorded in this log)';
 
@@ -230,7 +230,12 @@ export function writeReport(runDir: string): string {
   const config = JSON.parse(readFileSync(join(runDir, 'config.json'), 'utf8')) as RunConfig;
   const records = readRunLog(runDir) as LogRecord[];
   const latencyPath = join(runDir, LATENCY_FILE);
-  const latency = existsSync(latencyPath) ? (JSON.parse(readFileSync(latencyPath, 'utf8')) as RunLatency) : undefined;
+  let latency: RunLatency | undefined;
+  try {
+    latency = existsSync(latencyPath) ? (JSON.parse(readFileSync(latencyPath, 'utf8')) as RunLatency) : undefined;
+  } catch {
+    latency = undefined; // a damaged latency.json: the report shows no latency rather than failing
+  }
   const path = join(runDir, 'report.html');
   writeFileAtomic(path, new TextEncoder().encode(reportHtml(config, records, { runDir, latency })));
   return path;

@@ -266,6 +266,15 @@ export interface TrainOptions {
   command?: string[];
 }
 
+/** The report is for people: a failure to write it is a note, never the end of a training run. */
+function tryReport(runDir: string, ev: TrainEvents): void {
+  try {
+    writeReport(runDir);
+  } catch (e) {
+    ev.onMessage?.(`note     report.html not rewritten: ${(e as Error).message}`);
+  }
+}
+
 /**
  * Trains (or resumes) a run in runDir: a branched ViT joined by the schedule, folded once every
  * coefficient is 1 and trained on as the fold; writes checkpoints, log.jsonl, report.html and the
@@ -510,7 +519,7 @@ async function trainLocked(cfg: TrainConfig, runDir: string, opts: TrainOptions)
     // The epoch's log line first: the commit records the log's length including it.
     log({ event: 'epoch', ...rec });
     commitCheckpoint(runDir, epoch + 1, files, logPath, { epoch: bestEpoch, top1: best });
-    writeReport(runDir);
+    tryReport(runDir, ev);
     epochs.push(rec);
     ev.onEpoch?.(rec);
   }
@@ -536,6 +545,6 @@ async function trainLocked(cfg: TrainConfig, runDir: string, opts: TrainOptions)
     return { runDir, epochs, stopped: 'done' };
   }
   log({ event: 'fold', path: foldedPath, verify_max_rel: info.verifyMaxRel, top1_joined: info.joinedTop1, top1_folded: foldedTop1, agreement: info.agreement, folded_at_epoch: info.epoch });
-  writeReport(runDir);
+  tryReport(runDir, ev);
   return { runDir, epochs, folded: { path: foldedPath, top1: foldedTop1, verifyMaxRel: info.verifyMaxRel, agreement: info.agreement, atEpoch: info.epoch }, stopped: 'done' };
 }

@@ -23,8 +23,9 @@ test('vitfold computes the committed method fixtures: branched logits, join and 
   saveModel(mine, fixtureModel(), 'F64');
   assert.ok(readFileSync(mine).equals(readFileSync(join(FIXTURES, 'model.safetensors'))), 'fixtures/method/model.safetensors is the fixture model');
   const now = await methodValues(loadModel(join(FIXTURES, 'model.safetensors')), readFloatTensor(join(FIXTURES, 'input.safetensors'), 'x', 4));
-  assert.equal(now.forward.length, committed.forward.length);
+  for (const k of ['forward', 'join', 'lr', 'distill'] as const) assert.equal(now[k].length, committed[k].length, `${k}: as many cases as committed`);
   now.forward.forEach((c, i) => close(c.logits, committed.forward[i].logits, 1e-12, `forward k=${c.branches} attn=${c.attn} ffn=${c.ffn}`));
+  now.join.forEach((s, i) => assert.equal(s.points.length, committed.join[i].points.length));
   now.join.forEach((s, i) => s.points.forEach((pt, j) => close([...pt.attn, ...pt.ffn], [...committed.join[i].points[j].attn, ...committed.join[i].points[j].ffn], 1e-15, `join ${s.mode} ${s.shape} p=${pt.p}`)));
   now.lr.forEach((s, i) => close(s.values.flat(), committed.lr[i].values.flat(), 1e-15, `lr case ${i}`));
   now.distill.forEach((c, i) => close([c.loss], [committed.distill[i].loss], 1e-12, `distillation alpha ${c.alpha} T ${c.temperature}`));

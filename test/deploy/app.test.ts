@@ -42,7 +42,7 @@ function startApp(models: string[]): Promise<{ url: string; child: ChildProcess 
   let out = '';
   let err = '';
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`vitfold app did not start: ${out} ${err}`)), 60_000);
+    const timer = setTimeout(() => (child.kill(), reject(new Error(`vitfold app did not start: ${out} ${err}`))), 60_000);
     child.stderr!.on('data', (d) => (err += d));
     child.stdout!.on('data', (d) => {
       out += d;

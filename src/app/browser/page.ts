@@ -175,6 +175,14 @@ async function main() {
   const preview = $<HTMLCanvasElement>('preview');
   let busy = false;
   let last: ModelResult[] = [];
+  // One classification at a time: the sessions are shared and the latency rounds must not
+  // interleave with another image's, so every request waits for the one before it.
+  let queue: Promise<unknown> = Promise.resolve();
+  const serial = <T>(job: () => Promise<T>): Promise<T> => {
+    const run = queue.then(job, job);
+    queue = run.catch(() => undefined);
+    return run;
+  };
 
   /** Classifies one image with every model; `timed` adds the interleaved latency rounds. */
   async function classify(source: CanvasImageSource, width: number, height: number, label: string, timed: boolean): Promise<ModelResult[]> {
@@ -222,14 +230,15 @@ async function main() {
     }
   }
 
-  async function classifyUrl(url: string, label: string) {
-    const img = new Image();
-    img.src = url;
-    await img.decode();
-    setStatus('running…', 'busy');
-    await classify(img, img.naturalWidth, img.naturalHeight, label, true);
-    setStatus(`${label}: done`, 'done');
-  }
+  const classifyUrl = (url: string, label: string) =>
+    serial(async () => {
+      const img = new Image();
+      img.src = url;
+      await img.decode();
+      setStatus('running…', 'busy');
+      await classify(img, img.naturalWidth, img.naturalHeight, label, true);
+      setStatus(`${label}: done`, 'done');
+    });
 
   const samples = (await (await fetch(new URL('samples/samples.json', base))).json()) as Sample[];
   for (const s of samples) {
@@ -270,7 +279,7 @@ async function main() {
       stream.getTracks().forEach((t) => t.stop());
       stream = null;
       camButton.textContent = 'Webcam';
-      await classify(video, video.videoWidth, video.videoHeight, 'last webcam frame', true).catch(fail);
+      await serial(() => classify(video, video.videoWidth, video.videoHeight, 'last webcam frame', true)).catch(fail);
       setStatus('webcam stopped: last frame timed', 'done');
       return;
     }
@@ -285,7 +294,8 @@ async function main() {
     setStatus('webcam: classifying frames live', 'busy');
     const loop = async () => {
       if (!stream) return;
-      if (!busy && video.videoWidth) await classify(video, video.videoWidth, video.videoHeight, 'webcam', false).catch(fail);
+      // Frames that arrive while a classification runs are skipped, not queued.
+      if (!busy && video.videoWidth) await serial(() => classify(video, video.videoWidth, video.videoHeight, 'webcam', false)).catch(fail);
       requestAnimationFrame(() => void loop());
     };
     void loop();
