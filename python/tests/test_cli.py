@@ -61,6 +61,19 @@ class Cli(unittest.TestCase):
             b = f(self.x.double())
         self.assertLess(float((a - b).abs().max() / a.abs().max()), 1e-10)
 
+    def test_fold_equals_vitfold_fold(self):
+        from vitfold_torch import fold
+
+        model, _, _ = load_model(MODEL, dtype=torch.float64)
+        out = os.path.join(self.tmp, "vitfold-fold.safetensors")
+        r = vitfold("fold", MODEL, "--branches", "2", "--assume-joined", "--dtype", "f64", "--out", out)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        theirs = read_safetensors(out)[0]
+        mine = fold(model, 2).state_dict()
+        self.assertEqual(set(mine), set(theirs))
+        for k in theirs:
+            self.assertLess(float((mine[k] - theirs[k]).abs().max()), 1e-12, k)
+
 
 if __name__ == "__main__":
     unittest.main()

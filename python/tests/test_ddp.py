@@ -52,6 +52,10 @@ class DistributedTraining(unittest.TestCase):
         launcher = TORCHRUN + ["--nproc_per_node", str(procs)] if procs > 1 else [PYTHON]
         return subprocess.run(launcher + ["-m", "vitfold_torch.train", "--out", out, *self.args, *extra], capture_output=True, text=True, env={**ENV, **(env or {})}, timeout=300)
 
+    def resume(self, out: str, procs: int, extra=()) -> subprocess.CompletedProcess:
+        launcher = TORCHRUN + ["--nproc_per_node", str(procs)] if procs > 1 else [PYTHON]
+        return subprocess.run(launcher + ["-m", "vitfold_torch.train", "--out", out, "--resume", "--data", self.data, *extra], capture_output=True, text=True, env=ENV, timeout=300)
+
     def test_two_processes_equal_one_on_the_combined_batch_and_resume_after_a_kill(self):
         one, two, killed = (os.path.join(self.tmp, n) for n in ("one", "two", "killed"))
         r1 = self.train(one, 1)
@@ -69,14 +73,21 @@ class DistributedTraining(unittest.TestCase):
         again = self.train(killed, 2)
         self.assertNotEqual(again.returncode, 0, "a fresh run refuses a directory that holds a run")
         self.assertIn("--resume it", again.stdout + again.stderr)
-        rr = self.train(killed, 2, ["--resume"])
+        changed = self.resume(killed, 2, ["--epochs", "3"])
+        self.assertNotEqual(changed.returncode, 0, "--resume refuses flags that would change the run")
+        self.assertIn("not --epochs", changed.stdout + changed.stderr)
+        rr = self.resume(killed, 2)
         self.assertEqual(rr.returncode, 0, rr.stderr[-2000:])
         self.assertIn("resume", rr.stdout + rr.stderr)
         d = max_diff(os.path.join(two, "last.safetensors"), os.path.join(killed, "last.safetensors"))
         self.assertLess(d, 1e-12, f"resumed vs uninterrupted: weights differ by {d}")
-        # The result is fully joined: vitfold folds it exactly.
-        r = vitfold("fold", os.path.join(killed, "last.safetensors"), "--out", os.path.join(self.tmp, "folded.safetensors"), "--verify")
-        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        # Joined after epoch 1, trained on as the fold: vitfold verifies the joined model's fold
+        # and exports the result as it is.
+        _, md = read_safetensors(os.path.join(killed, "last.safetensors"))
+        self.assertEqual(md["structure"], '{"kind":"folded","branches":4,"source_depth":12}')
+        for args in (["verify", os.path.join(killed, "joined.safetensors")], ["export", os.path.join(killed, "last.safetensors"), "--out", os.path.join(self.tmp, "ddp.onnx")]):
+            r = vitfold(*args)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
 
     def test_shrink_of_a_deep_model_folds_exactly(self):
         deep = os.path.join(self.tmp, "deep.safetensors")
@@ -85,11 +96,12 @@ class DistributedTraining(unittest.TestCase):
         out = os.path.join(self.tmp, "shrink")
         r = subprocess.run([PYTHON, "-m", "vitfold_torch.train", "--shrink", deep, "--depth", "3", "--out", out, "--data", self.data, "--epochs", "2", "--batch", "16"], capture_output=True, text=True, env=ENV, timeout=300)
         self.assertEqual(r.returncode, 0, r.stderr[-2000:])
-        _, md = read_safetensors(os.path.join(out, "last.safetensors"))
-        self.assertIn('"kind":"branched","branches":4', md["structure"])
-        r = vitfold("fold", os.path.join(out, "last.safetensors"), "--out", os.path.join(self.tmp, "shrunk.safetensors"), "--verify")
+        _, md = read_safetensors(os.path.join(out, "joined.safetensors"))
+        self.assertEqual(md["structure"], '{"kind":"branched","branches":4,"attn":[1.0,1.0,1.0],"ffn":[1.0,1.0,1.0]}')
+        r = vitfold("fold", os.path.join(out, "joined.safetensors"), "--out", os.path.join(self.tmp, "shrunk.safetensors"), "--verify")
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertIn("-> 3 layers, 12 heads", r.stdout)
+        self.assertIn('"kind":"folded"', read_safetensors(os.path.join(out, "last.safetensors"))[1]["structure"])
 
     def test_shrink_on_an_image_folder(self):
         from PIL import Image
@@ -110,7 +122,7 @@ class DistributedTraining(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr[-2000:])
         _, md = read_safetensors(os.path.join(out, "last.safetensors"))
         self.assertEqual(md["classes"], '["cat","dog"]')
-        r = vitfold("fold", os.path.join(out, "last.safetensors"), "--out", os.path.join(self.tmp, "shrunk-rgb.safetensors"), "--verify")
+        r = vitfold("fold", os.path.join(out, "joined.safetensors"), "--out", os.path.join(self.tmp, "shrunk-rgb.safetensors"), "--verify")
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
 
 

@@ -6,10 +6,12 @@ from .model import ViTConfig, VisionTransformer, Structure
 from .schedule import JoinSchedule, join_coefficients, learning_rate
 from .loss import training_loss, soft_targets
 from .checkpoint import read_safetensors, write_safetensors, load_model, save_model
+from .fold import fold, folded_config
 
 __all__ = [
     "ViTConfig", "VisionTransformer", "Structure",
     "JoinSchedule", "join_coefficients", "learning_rate",
     "training_loss", "soft_targets",
     "read_safetensors", "write_safetensors", "load_model", "save_model",
+    "fold", "folded_config",
 ]

@@ -98,9 +98,10 @@ def load_model(path: str, num_heads: Optional[int] = None, dtype: torch.dtype = 
     return model, structure, metadata
 
 
-def save_model(path: str, model: VisionTransformer, structure: Optional[Structure] = None, metadata: Optional[Dict[str, str]] = None, dtype: torch.dtype = torch.float32) -> None:
+def save_model(path: str, model: VisionTransformer, structure: Optional[Structure] = None, metadata: Optional[Dict[str, str]] = None, dtype: torch.dtype = torch.float32, folded_from: Optional[Tuple[int, int]] = None) -> None:
     """Saves the model with its config and structure (join state) in `__metadata__`; other
-    metadata entries (normalization, classes, ...) are kept."""
+    metadata entries (normalization, classes, ...) are kept. `folded_from` (branches, source
+    depth) marks a fold, as vitfold's fold writes it."""
     md = dict(metadata or {})
     md.pop("structure", None)
     md["config"] = model.cfg.to_json()
@@ -108,4 +109,6 @@ def save_model(path: str, model: VisionTransformer, structure: Optional[Structur
     s.validate(model.cfg.depth)
     if s.to_json():
         md["structure"] = s.to_json()
+    elif folded_from:
+        md["structure"] = json.dumps({"kind": "folded", "branches": folded_from[0], "source_depth": folded_from[1]}, separators=(",", ":"))
     write_safetensors(path, {k: v.to(dtype) for k, v in model.state_dict().items()}, md)

@@ -5,6 +5,7 @@ flip with probability 0.5 (src/data/batch.ts)."""
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import struct
 from typing import Tuple
@@ -76,7 +77,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 class MnistData:
     """Fashion-MNIST from IDX files: vitfold's default augmentation for training."""
 
-    def __init__(self, root: str | None, limit_train: int | None = None, limit_test: int | None = None):
+    def __init__(self, root: str | None, limit_train: int | None = None, limit_test: int | None = None, normalization: dict | None = None):
         self.images, self.labels = load_mnist_like(root, "train")
         self.test_images, self.test_labels = load_mnist_like(root, "t10k")
         if limit_train:
@@ -84,7 +85,8 @@ class MnistData:
         if limit_test:
             self.test_images, self.test_labels = self.test_images[:limit_test], self.test_labels[:limit_test]
         self.classes = FASHION_MNIST_CLASSES
-        self.normalization = FASHION_MNIST_NORMALIZATION
+        # A model's own normalization (a teacher's, an --init checkpoint's) wins, as in vitfold.
+        self.normalization = normalization or FASHION_MNIST_NORMALIZATION
         self.size, self.channels = self.images.shape[1], 1
 
     @property
@@ -102,14 +104,22 @@ class MnistData:
             yield normalize(self.test_images[j:j + batch], m, s), self.test_labels[j:j + batch]
 
 
+def round_half_up(x: float) -> int:
+    """JavaScript's Math.round (Python's round() rounds halves to even)."""
+    return math.floor(x + 0.5)
+
+
 class FolderData:
-    """An image folder as vitfold reads one: ROOT/train/<class>/*.jpg and ROOT/val/<class>/*.jpg,
-    classes in sorted order. Evaluation: shorter side to img_size / crop_pct (bicubic), center
-    crop; training: a random crop of the same resize and a random flip. Decoded with Pillow."""
+    """An image folder as vitfold reads one (src/data/folder.ts): ROOT/train/<class>/*.jpg and
+    ROOT/val/<class>/*.jpg, classes in sorted order. Each image: shorter side resized to
+    R = img_size / crop_pct (bicubic), the centre R x R square kept. Training: a random resized
+    crop of the square (area 0.08-1, aspect 3/4-4/3, bilinear to img_size) and a random flip;
+    evaluation: the centre img_size crop. Decoded with Pillow, in the DataLoader's workers."""
 
     def __init__(self, root: str, img_size: int, channels: int, normalization: dict | None = None, limit_train: int | None = None, limit_test: int | None = None):
         self.root, self.size, self.channels = root, img_size, channels
         self.normalization = normalization or (IMAGENET_NORMALIZATION if channels == 3 and img_size >= 160 else {"mean": [0.5] * channels, "std": [0.5] * channels, "crop_pct": 1})
+        self.R = round_half_up(img_size / self.normalization["crop_pct"])
         train_dir = os.path.join(root, "train")
         if not os.path.isdir(train_dir):
             raise FileNotFoundError(f"{train_dir} does not exist (expected ROOT/train/<class>/*.jpg and ROOT/val/<class>/*.jpg)")
@@ -130,30 +140,43 @@ class FolderData:
     def n_train(self) -> int:
         return len(self.train)
 
-    def _load(self, path: str, crop: Tuple[float, float] | None, flip: bool) -> torch.Tensor:
-        from PIL import Image  # Pillow (Debian: python3-pil)
+    def _load(self, path: str, box: Tuple[float, float, float, float] | None, flip: bool) -> torch.Tensor:
+        from PIL import Image  # Pillow (Debian: python3-pil; pip: the package's "folder" extra)
 
         img = Image.open(path).convert("RGB" if self.channels == 3 else "L")
-        R = round(self.size / self.normalization["crop_pct"])
+        R, S = self.R, self.size
         w, h = img.size
-        img = img.resize((R, max(R, round(h * R / w))) if w <= h else (max(R, round(w * R / h)), R), Image.BICUBIC)
-        w, h = img.size
-        fy, fx = crop if crop else (0.5, 0.5)  # where the crop sits: 0.5 is the center
-        top, left = round((h - self.size) * fy), round((w - self.size) * fx)
-        img = img.crop((left, top, left + self.size, top + self.size))
+        img = img.resize((R, max(R, round_half_up(h * R / w))) if w <= h else (max(R, round_half_up(w * R / h)), R), Image.BICUBIC)
+        left, top = (img.size[0] - R) // 2, (img.size[1] - R) // 2
+        square = img.crop((left, top, left + R, top + R))
+        x0, y0, cw, ch = box if box else ((R - S) / 2, (R - S) / 2, S, S)
+        img = square.resize((S, S), Image.BILINEAR, box=(x0, y0, x0 + cw, y0 + ch))
         if flip:
             img = img.transpose(Image.FLIP_LEFT_RIGHT)
-        x = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8).reshape(self.size, self.size, self.channels).permute(2, 0, 1).float() / 255
+        x = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8).reshape(S, S, self.channels).permute(2, 0, 1).float() / 255
         mean = torch.tensor(self.normalization["mean"]).view(-1, 1, 1)
         std = torch.tensor(self.normalization["std"]).view(-1, 1, 1)
         return (x - mean) / std
 
+    def _random_box(self, g: torch.Generator) -> Tuple[float, float, float, float]:
+        """torchvision's RandomResizedCrop box in the R x R square, as vitfold draws it."""
+        R = self.R
+        for _ in range(10):
+            area = R * R * (0.08 + 0.92 * float(torch.rand(1, generator=g)))
+            ratio = math.exp(math.log(3 / 4) + float(torch.rand(1, generator=g)) * (math.log(4 / 3) - math.log(3 / 4)))
+            cw, ch = round_half_up(math.sqrt(area * ratio)), round_half_up(math.sqrt(area / ratio))
+            if 0 < cw <= R and 0 < ch <= R:
+                x0 = int(torch.randint(R - cw + 1, (1,), generator=g))
+                y0 = int(torch.randint(R - ch + 1, (1,), generator=g))
+                return float(x0), float(y0), float(cw), float(ch)
+        return 0.0, 0.0, float(R), float(R)
+
     def train_batch(self, idx: torch.Tensor, generator: torch.Generator, padding: int, flip: bool, part: slice = slice(None)) -> Tuple[torch.Tensor, torch.Tensor]:
         """The images of `part` of the batch `idx` (decoded here), with draws made for the whole batch."""
-        crops = torch.rand(len(idx), 2, generator=generator)
+        boxes = [self._random_box(generator) for _ in range(len(idx))]
         flips = torch.rand(len(idx), generator=generator) < 0.5
         mine = list(range(len(idx)))[part]
-        xs = [self._load(self.train[int(idx[b])][0], (float(crops[b, 0]), float(crops[b, 1])), flip and bool(flips[b])) for b in mine]
+        xs = [self._load(self.train[int(idx[b])][0], boxes[b], flip and bool(flips[b])) for b in mine]
         return torch.stack(xs), torch.tensor([self.train[int(idx[b])][1] for b in mine])
 
     def test_batches(self, batch: int):

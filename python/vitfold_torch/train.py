@@ -5,35 +5,39 @@ coefficients follow the join schedule (train), or a trained deep model fine-tune
 layers are joined, distilled from the frozen deep model (shrink). DistributedDataParallel over
 all processes (NCCL on GPUs with bfloat16 autocast, gloo on CPUs); every process draws the same
 batch order and augmentation and takes its slice of each global batch, so N processes compute
-the same steps as one process on the combined batch. Each epoch ends with an atomic checkpoint
-(`checkpoint.pt`: weights, optimizer, step) and `last.safetensors` in vitfold's format with its
-join state; `--resume` continues from the checkpoint. When every coefficient is 1,
-`vitfold fold RUN/last.safetensors --verify` folds the result exactly.
+the same steps as one process on the combined batch. Once every join coefficient is 1, the
+joined model is saved as `joined.safetensors` and training goes on as its exact fold (fresh AdamW
+moments), as `vitfold train` does. Each epoch ends with an atomic checkpoint (`checkpoint.pt`:
+weights, optimizer, step, flags) and `last.safetensors` in vitfold's format (branched with its
+join state, or the fold); `--resume` continues with the stored flags.
 
 Examples:
   torchrun --nproc_per_node 8 -m vitfold_torch.train --out runs/fm-k4 --epochs 5
   torchrun --nproc_per_node 8 -m vitfold_torch.train --shrink deep.safetensors --depth 3 --out runs/shrink3
   torchrun --nproc_per_node 8 -m vitfold_torch.train --out runs/fm-k4 --resume
+  vitfold verify runs/shrink3/joined.safetensors && vitfold export runs/shrink3/last.safetensors --out shrunk.onnx
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import json
 import math
 import os
 import signal
 import sys
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
 from .checkpoint import load_model, save_model
-from .data import EpochBatches, FolderData, MnistData
+from .data import EpochBatches, FolderData, MnistData, round_half_up
+from .fold import fold
 from .loss import smoothed_targets, training_loss
 from .model import Structure, ViTConfig, VisionTransformer
 from .schedule import JoinSchedule, join_coefficients, learning_rate
@@ -73,6 +77,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--limit-test", type=int)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, help="data-loading processes per training process (default: 0 for Fashion-MNIST, which is in memory; 4 for image folders)")
+    p.add_argument("--no-train-folded", action="store_true", help="stay on the branched model after the join (default: go on as the fold, as vitfold train does)")
     p.add_argument("--float64", action="store_true", help="train in float64 (exact comparisons in tests)")
     a = p.parse_args(argv)
     recipe = SHRINK_DEFAULTS if a.shrink else TRAIN_DEFAULTS
@@ -99,10 +104,33 @@ def atomic_torch_save(obj: object, path: str) -> None:
     os.replace(tmp, path)
 
 
+# What --resume accepts besides the flags stored in checkpoint.pt (where the data is, how it is read).
+RESUME_FLAGS = {"--out", "--resume", "--data", "--workers"}
+
+
 def main(argv: Optional[List[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     a = parse_args(argv)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
+    ckpt_path = os.path.join(a.out, "checkpoint.pt")
+    state = None
+    if a.resume:
+        # A run continues exactly as it was started: its flags come from the checkpoint.
+        if not os.path.exists(ckpt_path):
+            raise SystemExit(f"{a.out}: no checkpoint.pt to resume (start the run without --resume)")
+        other = sorted({t.split("=")[0] for t in argv if t.startswith("--")} - RESUME_FLAGS)
+        if other:
+            raise SystemExit(f"--resume continues {a.out} with the flags it was started with (stored in checkpoint.pt); it takes only {', '.join(sorted(RESUME_FLAGS))}, not {', '.join(other)}")
+        state = torch.load(ckpt_path, map_location="cpu")
+        saved = dict(state["args"])
+        a = argparse.Namespace(**{**saved, "out": a.out, "resume": True, "data": a.data if a.data is not None else saved.get("data"), "workers": a.workers if a.workers is not None else saved.get("workers")})
+    elif os.path.exists(ckpt_path):
+        raise SystemExit(f"{a.out} already holds a run (checkpoint.pt): --resume it or choose another --out")
+    if a.shrink and a.join == "none":
+        raise SystemExit("--shrink joins the deep model's layers: --join together or sequential")
+    if a.batch % world:
+        raise SystemExit(f"--batch {a.batch} must divide evenly over {world} processes")
     cuda = torch.cuda.is_available()
     if world > 1:
         dist.init_process_group("nccl" if cuda else "gloo")
@@ -110,12 +138,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if cuda:
         torch.cuda.set_device(device)
     dtype = torch.float64 if a.float64 else torch.float32
-    if a.batch % world:
-        raise SystemExit(f"--batch {a.batch} must divide evenly over {world} processes")
     os.makedirs(a.out, exist_ok=True)
-    ckpt_path = os.path.join(a.out, "checkpoint.pt")
-    if not a.resume and rank == 0 and os.path.exists(ckpt_path):
-        raise SystemExit(f"{a.out} already holds a run (checkpoint.pt): --resume it or choose another --out")
 
     # The model: from scratch (preset), from --init, or the deep model to shrink.
     torch.manual_seed(a.seed)
@@ -152,7 +175,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             raise SystemExit("--dataset folder needs --data ROOT (ROOT/train/<class>/*.jpg, ROOT/val/<class>/*.jpg)")
         data = FolderData(a.data, cfg.img_size, cfg.in_chans, norm, a.limit_train, a.limit_test)
     else:
-        data = MnistData(a.data, a.limit_train, a.limit_test)
+        data = MnistData(a.data, a.limit_train, a.limit_test, norm)
     if (data.size, data.channels) != (cfg.img_size, cfg.in_chans) or len(data.classes) != cfg.num_classes:
         raise SystemExit(f"the model takes {cfg.in_chans} x {cfg.img_size} x {cfg.img_size} images in {cfg.num_classes} classes; the data has {data.channels} x {data.size} x {data.size} in {len(data.classes)}")
     metadata["normalization"] = json.dumps(data.normalization, separators=(",", ":"))
@@ -161,34 +184,72 @@ def main(argv: Optional[List[str]] = None) -> int:
     if steps_per_epoch == 0:
         raise SystemExit(f"{data.n_train} training images are fewer than one batch of {a.batch}")
     total = steps_per_epoch * a.epochs
-    warmup = round(a.warmup_epochs * steps_per_epoch)
+    warmup = round_half_up(a.warmup_epochs * steps_per_epoch)
+    # Once every coefficient is 1, training goes on as the fold (the same function, fewer and
+    # wider layers) with fresh AdamW moments, as `vitfold train` does; None until then.
+    train_folded = branches > 1 and not a.no_train_folded
+    folded_from: Optional[Tuple[int, int]] = None
 
-    model.to(device, dtype)
-    opt = torch.optim.AdamW(decay_groups(model, a.wd), lr=a.lr, betas=(0.9, 0.999), eps=1e-8)
+    def optimizer(m: nn.Module) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(decay_groups(m, a.wd), lr=a.lr, betas=(0.9, 0.999), eps=1e-8)
+
+    def wrap(m: nn.Module) -> nn.Module:
+        return nn.parallel.DistributedDataParallel(m, device_ids=[device.index] if cuda else None) if world > 1 else m
+
     step = 0
-    if a.resume:
-        state = torch.load(ckpt_path, map_location=device)
+    if state is not None:
+        if state.get("folded"):
+            folded_from = tuple(state["folded"])
+            model = fold(model, branches)
+        model.to(device, dtype)
         model.load_state_dict(state["model"])
+        opt = optimizer(model)
         opt.load_state_dict(state["optimizer"])
         step = state["step"]
-        if rank == 0:
-            print(f"resume   {a.out} after epoch {state['epoch']} (step {step})", flush=True)
-    ddp = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if cuda else None) if world > 1 else model
+    else:
+        model.to(device, dtype)
+        opt = optimizer(model)
+    ddp = wrap(model)
     per_rank = a.batch // world
     kill_at = int(os.environ.get("VITFOLD_TORCH_KILL_AT_STEP", "-1"))  # fault injection for the resume test
     log = open(os.path.join(a.out, "log.jsonl"), "a") if rank == 0 else None
-    t0 = time.time()
 
-    def structure_at(progress: float) -> Structure:
+    def write_log(rec: dict) -> None:
+        if log:
+            log.write(json.dumps(rec) + "\n")
+            log.flush()
+
+    if state is not None and rank == 0:
+        print(f"resume   {a.out} after epoch {state['epoch']} (step {step})", flush=True)
+        write_log({"event": "resume", "epoch": state["epoch"], "step": step})
+
+    def structure_at(progress: float) -> Optional[Structure]:
+        if folded_from or branches == 1:
+            return None
         attn, ffn = join_coefficients(schedule, blocks, progress)
         return Structure(branches, attn, ffn)
 
     for epoch in range(step // steps_per_epoch, a.epochs):
-        # Every process draws the same order and augmentation, then takes its slice of each batch.
-        order = torch.randperm(data.n_train, generator=torch.Generator().manual_seed(a.seed * 1000 + epoch))
+        t_epoch = time.time()
+        s0 = structure_at(step / total)
+        if train_folded and s0 is not None and all(c == 1 for c in s0.attn + s0.ffn):
+            # Every coefficient is 1 from here on: keep the joined model, check its fold, go on as the fold.
+            if rank == 0:
+                save_model(os.path.join(a.out, "joined.safetensors"), model, s0, metadata)
+                ref = copy.deepcopy(model).double().eval()
+                xt = next(iter(data.test_batches(4)))[0].double().to(device)
+                with torch.no_grad():
+                    zj, zf = ref(xt, s0), fold(ref, branches)(xt)
+                err = float((zj - zf).abs().max() / zj.abs().max())
+                write_log({"event": "switch", "epoch": epoch, "verify_max_rel": err})
+                print(f"epoch {epoch + 1}: every join coefficient is 1; training goes on as the {cfg.depth // branches}-layer fold (float64 check on 4 test images: max rel {err:.1e}; fresh AdamW moments)", flush=True)
+            model = fold(model, branches).to(device, dtype)
+            folded_from = (branches, cfg.depth)
+            opt = optimizer(model)
+            ddp = wrap(model)
         ddp.train()
         mine = slice(rank * per_rank, (rank + 1) * per_rank)
-        batches = EpochBatches(data, order, a.batch, step - epoch * steps_per_epoch, steps_per_epoch, epoch * steps_per_epoch, a.seed, a.crop_padding, not a.no_flip, mine)
+        batches = EpochBatches(data, order_of(data.n_train, a.seed, epoch), a.batch, step - epoch * steps_per_epoch, steps_per_epoch, epoch * steps_per_epoch, a.seed, a.crop_padding, not a.no_flip, mine)
         workers = a.workers if a.workers is not None else (4 if a.dataset == "folder" else 0)
         for x, y in torch.utils.data.DataLoader(batches, batch_size=None, num_workers=workers):
             x, y = x.to(device, dtype), y.to(device)
@@ -206,9 +267,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             step += 1
             if step == kill_at and rank == 0:
                 os.kill(os.getpid(), signal.SIGKILL)
-            if log and (step % 20 == 0 or step == total):
-                log.write(json.dumps({"step": step, "epoch": epoch + 1, "loss": float(loss), "lr": opt.param_groups[0]["lr"], "attn": s.attn, "ffn": s.ffn}) + "\n")
-                log.flush()
+            if step % 20 == 0 or step == total:
+                write_log({"step": step, "epoch": epoch + 1, "loss": float(loss), "lr": opt.param_groups[0]["lr"], **({"attn": s.attn, "ffn": s.ffn} if s else {})})
         # End of epoch: test accuracy, the atomic checkpoint, and the model in vitfold's format.
         s = structure_at(step / total)
         if rank == 0:
@@ -219,21 +279,29 @@ def main(argv: Optional[List[str]] = None) -> int:
                     correct += int((model(xt.to(device, dtype), s).argmax(-1).cpu() == yt).sum())
                     seen += len(yt)
             top1 = correct / max(1, seen)
-            save_model(os.path.join(a.out, "last.safetensors"), model, s if s.is_branched else None, metadata)
-            atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "epoch": epoch + 1, "args": vars(a)}, ckpt_path)
-            rec = {"event": "epoch", "epoch": epoch + 1, "top1": top1, "attn": s.attn, "ffn": s.ffn, "seconds": time.time() - t0, "processes": world}
-            log.write(json.dumps(rec) + "\n")
-            log.flush()
-            print(f"epoch {epoch + 1}/{a.epochs}: top-1 {100 * top1:.2f}%, join attn {[round(c, 2) for c in s.attn or []]} ffn {[round(c, 2) for c in s.ffn or []]} ({world} process{'es' if world > 1 else ''}, {time.time() - t0:.0f} s)", flush=True)
+            save_model(os.path.join(a.out, "last.safetensors"), model, s, metadata, folded_from=folded_from)
+            atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "epoch": epoch + 1, "folded": folded_from, "args": vars(a)}, ckpt_path)
+            write_log({"event": "epoch", "epoch": epoch + 1, "top1": top1, **({"attn": s.attn, "ffn": s.ffn} if s else {}), "folded": bool(folded_from), "seconds": time.time() - t_epoch, "processes": world})
+            join_text = f"join attn {[round(c, 2) for c in s.attn]} ffn {[round(c, 2) for c in s.ffn]}" if s else ("the fold" if folded_from else "plain")
+            print(f"epoch {epoch + 1}/{a.epochs}: top-1 {100 * top1:.2f}%, {join_text} ({world} process{'es' if world > 1 else ''}, {time.time() - t_epoch:.0f} s)", flush=True)
         if world > 1:
             dist.barrier()
     if rank == 0:
-        s = structure_at(1.0)
-        joined = s.is_branched and all(c == 1 for c in s.attn + s.ffn)
-        print(f"wrote    {os.path.join(a.out, 'last.safetensors')}" + (f"; fold it: vitfold fold {os.path.join(a.out, 'last.safetensors')} --out folded.safetensors --verify" if joined else ""), flush=True)
+        last = os.path.join(a.out, "last.safetensors")
+        if folded_from:
+            print(f"wrote    {last}: the {cfg.depth // branches}-layer fold, trained on; {os.path.join(a.out, 'joined.safetensors')}: the joined model it came from (vitfold verify checks its fold)", flush=True)
+        else:
+            s = structure_at(1.0)
+            joined = s is not None and all(c == 1 for c in s.attn + s.ffn)
+            print(f"wrote    {last}" + (f"; fold it: vitfold fold {last} --out folded.safetensors --verify" if joined else ""), flush=True)
     if world > 1:
         dist.destroy_process_group()
     return 0
+
+
+def order_of(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The epoch's batch order, the same in every process."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1000 + epoch))
 
 
 if __name__ == "__main__":
