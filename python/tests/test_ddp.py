@@ -2,6 +2,7 @@
 the combined batch; a run killed mid-epoch resumes from its last checkpoint to the weights of an
 uninterrupted run; shrink writes a joined model that vitfold folds exactly. float64, CPU."""
 
+import json
 import os
 import struct
 import subprocess
@@ -73,14 +74,20 @@ class DistributedTraining(unittest.TestCase):
         again = self.train(killed, 2)
         self.assertNotEqual(again.returncode, 0, "a fresh run refuses a directory that holds a run")
         self.assertIn("--resume it", again.stdout + again.stderr)
-        changed = self.resume(killed, 2, ["--epochs", "3"])
-        self.assertNotEqual(changed.returncode, 0, "--resume refuses flags that would change the run")
+        changed = self.resume(killed, 1, ["--epochs", "3"])
+        self.assertEqual(changed.returncode, 2, "--resume refuses flags that would change the run")
         self.assertIn("not --epochs", changed.stdout + changed.stderr)
         rr = self.resume(killed, 2)
         self.assertEqual(rr.returncode, 0, rr.stderr[-2000:])
         self.assertIn("resume", rr.stdout + rr.stderr)
         d = max_diff(os.path.join(two, "last.safetensors"), os.path.join(killed, "last.safetensors"))
         self.assertLess(d, 1e-12, f"resumed vs uninterrupted: weights differ by {d}")
+        # The log was cut back to the checkpoint: every step and epoch appears once.
+        events = [json.loads(line) for line in open(os.path.join(killed, "log.jsonl"))]
+        self.assertEqual([e["epoch"] for e in events if e.get("event") == "epoch"], [1, 2])
+        self.assertEqual([e["epoch"] for e in events if e.get("event") == "switch"], [1], "the switch the killed run logged after its checkpoint is cut, then logged again")
+        steps = [e["step"] for e in events if "step" in e and "event" not in e]
+        self.assertEqual(steps, sorted(set(steps)))
         # Joined after epoch 1, trained on as the fold: vitfold verifies the joined model's fold
         # and exports the result as it is.
         _, md = read_safetensors(os.path.join(killed, "last.safetensors"))

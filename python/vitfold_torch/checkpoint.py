@@ -49,6 +49,9 @@ def _write_atomic(path: str, payload: bytes) -> None:
             fh.write(payload)
             fh.flush()
             os.fsync(fh.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a model file is as readable as any other
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -85,6 +85,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     a.warmup_epochs = recipe["warmup_epochs"] if a.warmup_epochs is None else a.warmup_epochs
     if a.shrink and not a.depth:
         p.error("--shrink needs --depth L")
+    if a.depth and not a.shrink:
+        p.error("--depth is the depth a --shrink reaches; a run from scratch sets --branches")
     return a
 
 
@@ -104,6 +106,12 @@ def atomic_torch_save(obj: object, path: str) -> None:
     os.replace(tmp, path)
 
 
+def fail(message: str) -> None:
+    """Bad input: one line naming the problem, exit 2 (as the vitfold CLI)."""
+    print(f"vitfold_torch: error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(2)
+
+
 # What --resume accepts besides the flags stored in checkpoint.pt (where the data is, how it is read).
 RESUME_FLAGS = {"--out", "--resume", "--data", "--workers"}
 
@@ -118,19 +126,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     if a.resume:
         # A run continues exactly as it was started: its flags come from the checkpoint.
         if not os.path.exists(ckpt_path):
-            raise SystemExit(f"{a.out}: no checkpoint.pt to resume (start the run without --resume)")
+            fail(f"{a.out}: no checkpoint.pt to resume (start the run without --resume)")
         other = sorted({t.split("=")[0] for t in argv if t.startswith("--")} - RESUME_FLAGS)
         if other:
-            raise SystemExit(f"--resume continues {a.out} with the flags it was started with (stored in checkpoint.pt); it takes only {', '.join(sorted(RESUME_FLAGS))}, not {', '.join(other)}")
+            fail(f"--resume continues {a.out} with the flags it was started with (stored in checkpoint.pt); it takes only {', '.join(sorted(RESUME_FLAGS))}, not {', '.join(other)}")
         state = torch.load(ckpt_path, map_location="cpu")
         saved = dict(state["args"])
         a = argparse.Namespace(**{**saved, "out": a.out, "resume": True, "data": a.data if a.data is not None else saved.get("data"), "workers": a.workers if a.workers is not None else saved.get("workers")})
     elif os.path.exists(ckpt_path):
-        raise SystemExit(f"{a.out} already holds a run (checkpoint.pt): --resume it or choose another --out")
+        fail(f"{a.out} already holds a run (checkpoint.pt): --resume it or choose another --out")
     if a.shrink and a.join == "none":
-        raise SystemExit("--shrink joins the deep model's layers: --join together or sequential")
+        fail("--shrink joins the deep model's layers: --join together or sequential")
     if a.batch % world:
-        raise SystemExit(f"--batch {a.batch} must divide evenly over {world} processes")
+        fail(f"--batch {a.batch} must divide evenly over {world} processes")
     cuda = torch.cuda.is_available()
     if world > 1:
         dist.init_process_group("nccl" if cuda else "gloo")
@@ -147,9 +155,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     if a.shrink:
         model, s, md = load_model(a.shrink)
         if s.is_branched:
-            raise SystemExit(f"{a.shrink}: is a branched model; shrink starts from a plain checkpoint")
+            fail(f"{a.shrink}: is a branched model; shrink starts from a plain checkpoint")
         if model.cfg.depth % a.depth:
-            raise SystemExit(f"--depth {a.depth} does not divide the deep model's {model.cfg.depth} layers")
+            fail(f"--depth {a.depth} does not divide the deep model's {model.cfg.depth} layers")
         branches = model.cfg.depth // a.depth
         teacher, _, _ = load_model(a.shrink)
         teacher.to(device, dtype).eval().requires_grad_(False)
@@ -157,7 +165,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     elif a.init:
         model, s, md = load_model(a.init)
         if s.is_branched:
-            raise SystemExit(f"{a.init}: is a branched model; --init takes a plain checkpoint (a branched run continues with --resume)")
+            fail(f"{a.init}: is a branched model; --init takes a plain checkpoint (a branched run continues with --resume)")
         branches = a.branches
         metadata.update({k: v for k, v in md.items() if k in ("normalization", "classes")})
     else:
@@ -172,17 +180,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     norm = json.loads(metadata["normalization"]) if "normalization" in metadata else None
     if a.dataset == "folder":
         if not a.data:
-            raise SystemExit("--dataset folder needs --data ROOT (ROOT/train/<class>/*.jpg, ROOT/val/<class>/*.jpg)")
+            fail("--dataset folder needs --data ROOT (ROOT/train/<class>/*.jpg, ROOT/val/<class>/*.jpg)")
         data = FolderData(a.data, cfg.img_size, cfg.in_chans, norm, a.limit_train, a.limit_test)
     else:
         data = MnistData(a.data, a.limit_train, a.limit_test, norm)
     if (data.size, data.channels) != (cfg.img_size, cfg.in_chans) or len(data.classes) != cfg.num_classes:
-        raise SystemExit(f"the model takes {cfg.in_chans} x {cfg.img_size} x {cfg.img_size} images in {cfg.num_classes} classes; the data has {data.channels} x {data.size} x {data.size} in {len(data.classes)}")
+        fail(f"the model takes {cfg.in_chans} x {cfg.img_size} x {cfg.img_size} images in {cfg.num_classes} classes; the data has {data.channels} x {data.size} x {data.size} in {len(data.classes)}")
     metadata["normalization"] = json.dumps(data.normalization, separators=(",", ":"))
     metadata["classes"] = json.dumps(data.classes, separators=(",", ":"))
     steps_per_epoch = data.n_train // a.batch
     if steps_per_epoch == 0:
-        raise SystemExit(f"{data.n_train} training images are fewer than one batch of {a.batch}")
+        fail(f"{data.n_train} training images are fewer than one batch of {a.batch}")
     total = steps_per_epoch * a.epochs
     warmup = round_half_up(a.warmup_epochs * steps_per_epoch)
     # Once every coefficient is 1, training goes on as the fold (the same function, fewer and
@@ -212,7 +220,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     ddp = wrap(model)
     per_rank = a.batch // world
     kill_at = int(os.environ.get("VITFOLD_TORCH_KILL_AT_STEP", "-1"))  # fault injection for the resume test
-    log = open(os.path.join(a.out, "log.jsonl"), "a") if rank == 0 else None
+    log_path = os.path.join(a.out, "log.jsonl")
+    if state is not None and rank == 0 and os.path.exists(log_path):
+        # The log goes back to the checkpoint: what the interrupted run logged after it is redone.
+        with open(log_path) as fh:
+            keep = [line for line in fh if _logged_by(line, state["step"], state["epoch"])]
+        with open(log_path, "w") as fh:
+            fh.writelines(keep)
+    log = open(log_path, "a") if rank == 0 else None
 
     def write_log(rec: dict) -> None:
         if log:
@@ -297,6 +312,21 @@ def main(argv: Optional[List[str]] = None) -> int:
     if world > 1:
         dist.destroy_process_group()
     return 0
+
+
+def _logged_by(line: str, step: int, epoch: int) -> bool:
+    """Whether a log line was written by the run up to the checkpoint (step, epoch)."""
+    try:
+        rec = json.loads(line)
+    except ValueError:
+        return False  # a line cut by the kill
+    if "step" in rec and "event" not in rec:
+        return rec["step"] <= step
+    if rec.get("event") == "epoch":  # 1-based: the epochs finished
+        return rec["epoch"] <= epoch
+    if rec.get("event") == "switch":  # 0-based: the epoch it happened before
+        return rec["epoch"] < epoch
+    return True
 
 
 def order_of(n: int, seed: int, epoch: int) -> torch.Tensor:

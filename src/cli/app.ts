@@ -1,10 +1,10 @@
 // `vitfold app`: the browser app. Serves a page that runs two or more exported models side by
 // side in onnxruntime-web (top-5, latency, speed-up of the fold), or writes it to a folder.
 
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, Option } from 'commander';
-import { CliError, nonNegativeInt } from './args.js';
+import { CliError, numberArg } from './args.js';
 import { appModels, appSite, serveSite, writeSite } from '../deploy/app.js';
 import { DEMO_TEACHER_DIR } from './demo.js';
 
@@ -23,7 +23,7 @@ export function addAppCommand(program: Command): void {
     .description('a browser page that runs exported models side by side (top-5, latency, speed-up of the fold), served locally or written to a folder')
     .option('--models <files...>', 'the models to compare (one works too): exported .onnx files (any precision), or .safetensors (exported to fp32 on the fly); default: the demo\'s 12-layer teacher and the fold in --demo')
     .option('--demo <dir>', 'the demo run whose fold (folded.onnx or .safetensors) is shown beside the shipped 12-layer teacher by default', 'runs/demo')
-    .addOption(new Option('--port <n>', 'port to serve on (0: any free port)').argParser(nonNegativeInt('--port')).default(8080))
+    .addOption(new Option('--port <n>', 'port to serve on (0: any free port)').argParser(numberArg('--port', (n) => Number.isInteger(n) && n >= 0 && n <= 65535, 'an integer in [0, 65535]')).default(8080))
     .option('--host <address>', 'address to listen on (0.0.0.0 for other machines; browsers treat plain http from another host as insecure: no threads, no webcam)', '127.0.0.1')
     .option('--out <dir>', 'write the page, its assets and the models to this new folder for a static host, instead of serving')
     .addHelpText(
@@ -40,12 +40,12 @@ Examples:
     )
     .action(async (o: { models?: string[]; demo: string; port: number; host: string; out?: string }) => {
       const { paths, names } = o.models ? { paths: o.models, names: undefined } : demoModels(o.demo);
-      if (o.out && existsSync(o.out) && readdirSync(o.out).length) throw new CliError(`--out ${o.out} exists and is not empty: choose a new folder`);
+      if (o.out && existsSync(o.out) && (!statSync(o.out).isDirectory() || readdirSync(o.out).length)) throw new CliError(`--out ${o.out} exists and is not an empty folder: choose a new folder`);
       const models = await appModels(paths, { names, onLine: (s) => console.log(s) });
       const site = appSite(models);
       if (o.out) {
         const files = writeSite(site, o.out);
-        console.log(`wrote    ${o.out}: ${files.length} files (page, onnxruntime-web, ${models.length} models, samples)`);
+        console.log(`wrote    ${o.out}: ${files.length} files (page, onnxruntime-web, ${models.length} model${models.length === 1 ? '' : 's'}, samples)`);
         console.log(`         serve it with any static server; with the headers in ${join(o.out, '_headers')} the page runs multi-threaded`);
         return;
       }

@@ -22,7 +22,8 @@ function runDirs(dir: string, depth = 0): string[] {
   try {
     names = readdirSync(dir).sort();
   } catch (e) {
-    throw new CliError(`${dir}: cannot read: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such directory' : (e as Error).message}`);
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new CliError(`${dir}: cannot read: ${code === 'ENOENT' ? 'no such directory' : code === 'ENOTDIR' ? 'not a directory (give a run directory, or a directory of runs)' : (e as Error).message}`);
   }
   return names.filter((n) => n !== 'checkpoints' && statSync(join(dir, n), { throwIfNoEntry: false })?.isDirectory()).flatMap((n) => runDirs(join(dir, n), depth + 1));
 }

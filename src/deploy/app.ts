@@ -99,7 +99,13 @@ export function serveSite(site: Site, opts: { port?: number; host?: string } = {
   });
   return new Promise((resolve, reject) => {
     server.once('error', (e: NodeJS.ErrnoException) =>
-      reject(e.code === 'EADDRINUSE' ? new ModelError(`port ${opts.port} is in use: pick another with --port, or --port 0 for any free port`) : e),
+      reject(
+        e.code === 'EADDRINUSE'
+          ? new ModelError(`port ${opts.port} is in use: pick another with --port, or --port 0 for any free port`)
+          : ['ENOTFOUND', 'EADDRNOTAVAIL', 'EACCES', 'EAI_AGAIN'].includes(e.code ?? '')
+            ? new ModelError(`cannot listen on ${opts.host ?? '127.0.0.1'}:${opts.port ?? 0}: ${e.code === 'EACCES' ? 'permission denied (ports below 1024 need privileges)' : 'no such address on this machine'} (--host, --port)`)
+            : e,
+      ),
     );
     server.listen(opts.port ?? 0, opts.host ?? '127.0.0.1', () => {
       const a = server.address() as { port: number; address: string };

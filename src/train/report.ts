@@ -99,6 +99,7 @@ export function reportHtml(config: RunConfig, records: LogRecord[], opts: { runD
   const branched = k > 1 && config.join.mode !== 'none';
   const last = epochs[epochs.length - 1];
   const finished = Boolean(foldRec || shrunk) || (!branched && last?.epoch === E);
+  const instant = Boolean(shrunk) && epochs.length === 0;
 
   // Phases of a branched run, in epochs; the fold marker where the log says the model was folded.
   const bands: Band[] = [];
@@ -156,14 +157,19 @@ export function reportHtml(config: RunConfig, records: LogRecord[], opts: { runD
     ['status', esc(status)],
     ['model', esc(`${shape(cfg)}, width ${cfg.embed_dim}, ${cfg.img_size}x${cfg.img_size}/${cfg.patch_size}, ${cfg.num_classes} classes`)],
     ['data', esc(`${config.data.kind}${config.data.limitTrain ? `, first ${config.data.limitTrain.toLocaleString('en-US')} training images` : ''}, batch ${config.batch}, ${E} epochs, lr ${config.lr}`)],
-    ['top-1', `${start ? `${pct(start.top1)} at the start → ` : ''}<strong>${pct(last?.top1)}</strong>${last ? ` after epoch ${num(last.epoch) ?? '–'}` : ''}${num(last?.top5) !== undefined ? ` (top-5 ${pct(last!.top5)})` : ''}${shrunk ? `; teacher ${pct(shrunk.teacher_top1)}, instant fold ${pct(shrunk.instant_top1)}` : ''}`],
+    ['top-1', `${start ? `${pct(start.top1)} at the start → ` : ''}<strong>${pct(last?.top1 ?? shrunk?.top1)}</strong>${last ? ` after epoch ${num(last.epoch) ?? '–'}` : ''}${num(last?.top5) !== undefined ? ` (top-5 ${pct(last!.top5)})` : ''}${shrunk ? `; teacher ${pct(shrunk.teacher_top1)}, instant fold ${pct(shrunk.instant_top1)}` : ''}`],
     ['training time', `${seconds.toFixed(0)} s in ${epochs.length} epochs`],
   ];
-  if (config.distill) facts.push(['distillation', esc(`from ${config.distill.teacher} (frozen): alpha ${config.distill.alpha}, temperature ${config.distill.temperature}`)]);
-  const verify = foldRec ?? (sw ? { verify_max_rel: sw.verifyMaxRel, agreement: sw.agreement, top1_joined: sw.joinedTop1, top1_folded: sw.foldedTop1, folded_at_epoch: sw.epoch } : undefined);
-  const verifyHtml = verify
-    ? `<p>Folded at epoch ${num(verify.folded_at_epoch) ?? '–'}: the joined model and its fold, run in float64 on test images, differ by at most <strong>${(num(verify.verify_max_rel) ?? NaN).toExponential(1)}</strong> (relative logit error); their predictions agree on <strong>${pct(verify.agreement)}</strong> of the test images (joined ${pct(verify.top1_joined)}, folded ${pct(verify.top1_folded)}).${foldRec && foldEpoch! < E ? ` Training continued on the folded graph (equal, and faster) to epoch ${E}: final folded top-1 ${pct(foldRec.top1_folded)}.` : ''}${foldRec ? ` File: <code>${esc(String(foldRec.path))}</code>.` : ''}</p>`
-    : `<p>${branched ? 'Not folded yet: the fold happens once every join coefficient is 1.' : 'A plain run: nothing to fold.'}</p>`;
+  if (config.distill && !instant) facts.push(['distillation', esc(`from ${config.distill.teacher} (frozen): alpha ${config.distill.alpha}, temperature ${config.distill.temperature}`)]);
+  // The fold's check as logged when it happened: at the switch to the folded graph, else at the end.
+  const verify = sw
+    ? { verify_max_rel: sw.verifyMaxRel, agreement: sw.agreement, top1_joined: sw.joinedTop1, top1_folded: sw.foldedTop1, folded_at_epoch: sw.epoch }
+    : foldRec;
+  const verifyHtml = instant
+    ? `<p>An instant fold: the deep model folded as it is, without training (top-1 ${pct(shrunk!.top1 ?? shrunk!.instant_top1)}, teacher ${pct(shrunk!.teacher_top1)}).</p>`
+    : verify
+      ? `<p>Folded at epoch ${num(verify.folded_at_epoch) ?? '–'}: the joined model and its fold, run in float64 on test images, differ by at most <strong>${(num(verify.verify_max_rel) ?? NaN).toExponential(1)}</strong> (relative logit error); their predictions agree on <strong>${pct(verify.agreement)}</strong> of the test images (joined ${pct(verify.top1_joined)}, folded ${pct(verify.top1_folded)}).${foldRec && foldEpoch! < E ? ` Training continued on the folded graph (equal, and faster) to epoch ${E}: final top-1 ${pct(foldRec.top1_folded)}.` : ''}${foldRec ? ` File: <code>${esc(String(foldRec.path))}</code>.` : ''}</p>`
+      : `<p>${branched ? 'Not folded yet: the fold happens once every join coefficient is 1.' : 'A plain run: nothing to fold.'}</p>`;
 
   const sizeRows = [[`${folded ? 'deep' : 'model'} (${cfg.depth} layers)`, cfg] as const, ...(folded ? [[`fold (${folded.depth} layers)`, folded] as const] : [])];
   const lat = opts.latency;
@@ -175,7 +181,7 @@ export function reportHtml(config: RunConfig, records: LogRecord[], opts: { runD
   const sizeTable = `<table><tr><th></th><th>shape</th><th>parameters</th><th>MFLOP / image</th><th>fp32 file</th><th>latency fp32</th><th>latency int8</th></tr>
 ${sizeRows.map(([name, c]) => `<tr><td>${name}</td><td>${esc(shape(c))}</td><td>${count(params(c))}</td><td>${(flopsPerImage(c).total / 1e6).toFixed(1)}</td><td>${(params(c) * 4 / 2 ** 20).toFixed(1)} MiB</td><td>${latCell(c.depth, 'fp32')}</td><td>${latCell(c.depth, 'int8')}</td></tr>`).join('\n')}
 </table>
-<p class="note">${lat ? esc(`Latency: ONNX exports in onnxruntime-node, batch ${lat.batch}, ${lat.threads} threads, median of interleaved rounds; ratio to the deep fp32 model; ${lat.machine}.`) : `Not timed yet: <code>vitfold report ${esc(opts.runDir ?? 'RUN_DIR')} --bench</code> times the deep model and its fold (fp32 and int8) on this machine.`} The fold keeps the FLOPs: it is faster because it is shallower.</p>`;
+<p class="note">${lat ? esc(`Latency: ONNX exports in onnxruntime-node, batch ${lat.batch}, ${lat.threads} threads, median of interleaved rounds; ratio to the deep fp32 model; ${lat.machine}.`) : `Not timed yet: <code>vitfold report ${esc(opts.runDir ?? 'RUN_DIR')} --bench</code> times ${folded ? 'the deep model and its fold' : 'the model'} (fp32 and int8) on this machine.`}${folded ? ' The fold keeps the FLOPs: it is faster because it is shallower.' : ''}</p>`;
 
   const epochRows = epochs
     .map((e) => `<tr><td>${num(e.epoch) ?? '–'}</td><td>${(num(e.train_loss) ?? NaN).toFixed(4)}</td><td>${pct(e.top1)}</td><td>${pct(e.top5)}</td><td>${Array.isArray(e.attn) && (e.attn as number[]).length ? (e.attn as number[]).map((c) => c.toFixed(2)).join(', ') : '–'}</td><td>${Array.isArray(e.ffn) && (e.ffn as number[]).length ? (e.ffn as number[]).map((c) => c.toFixed(2)).join(', ') : '–'}</td><td>${(num(e.seconds) ?? NaN).toFixed(1)}</td><td>${(num(e.img_per_s) ?? NaN).toFixed(0)}</td></tr>`)
@@ -199,13 +205,13 @@ table{border-collapse:collapse;background:#fff}td,th{border:1px solid #e4e7ec;pa
 <div class="panel"><dl>
 ${facts.map(([k, v]) => `<dt>${k}</dt><dd>${v}</dd>`).join('\n')}
 </dl></div>
-<div class="charts">
+${instant ? '' : `<div class="charts">
 <div>${top1Chart}</div>
 <div>${top5Chart}</div>
 <div>${lossChart}</div>
 ${joinChart ? `<div>${joinChart}</div>` : ''}
 <div>${lrChart}</div>
-</div>
+</div>`}
 <h2>The fold</h2>
 <div class="panel">${verifyHtml}</div>
 <h2>Deep model and fold</h2>

@@ -119,7 +119,7 @@ test('vitfold app --out writes a static site (page, onnxruntime-web, models, sam
 
   const again = await runVitfold(['app', '--models', fold, '--out', site]);
   assert.equal(again.code, 2);
-  assert.match(again.err, /--out .*site exists and is not empty/);
+  assert.match(again.err, /--out .*site exists and is not an empty folder/);
 });
 
 test('vitfold app without --models and without a demo run: exit 2, saying to run the demo or name models', async () => {
