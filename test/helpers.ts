@@ -1,7 +1,7 @@
 // Shared test helpers: where the golden fixtures are, random models that exercise every part
 // of the fold (random LayerNorm affine, random biases, head_dim != embed_dim / num_heads).
 
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import { tmpdir } from 'node:os';
@@ -118,4 +118,13 @@ export function runVitfold(args: string[], env: Record<string, string> = {}, tim
       resolve({ code, signal, out, err, ms: performance.now() - t0 });
     });
   });
+}
+
+/**
+ * The Chromium executable's path for playwright-core (findChromium gives the command name).
+ * Imported on demand: bench-browser loads onnxruntime, which most tests using helpers do not need.
+ */
+export async function chromiumExecutable(): Promise<string | undefined> {
+  const name = (await import('../src/deploy/bench-browser.js')).findChromium();
+  return name ? spawnSync('sh', ['-c', `command -v "${name}"`], { encoding: 'utf8' }).stdout.trim() || undefined : undefined;
 }

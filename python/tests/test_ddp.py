@@ -49,13 +49,16 @@ class DistributedTraining(unittest.TestCase):
         # 2 epochs of 4 steps (64 images, batch 16): joined after epoch 1, trained on after.
         cls.args = ["--data", cls.data, "--epochs", "2", "--batch", "16", "--float64"]
 
-    def train(self, out: str, procs: int, extra=(), env=None) -> subprocess.CompletedProcess:
+    @staticmethod
+    def launch(procs: int, args, env=None) -> subprocess.CompletedProcess:
         launcher = TORCHRUN + ["--nproc_per_node", str(procs)] if procs > 1 else [PYTHON]
-        return subprocess.run(launcher + ["-m", "vitfold_torch.train", "--out", out, *self.args, *extra], capture_output=True, text=True, env={**ENV, **(env or {})}, timeout=300)
+        return subprocess.run(launcher + ["-m", "vitfold_torch.train", *args], capture_output=True, text=True, env={**ENV, **(env or {})}, timeout=300)
+
+    def train(self, out: str, procs: int, extra=(), env=None) -> subprocess.CompletedProcess:
+        return self.launch(procs, ["--out", out, *self.args, *extra], env)
 
     def resume(self, out: str, procs: int, extra=()) -> subprocess.CompletedProcess:
-        launcher = TORCHRUN + ["--nproc_per_node", str(procs)] if procs > 1 else [PYTHON]
-        return subprocess.run(launcher + ["-m", "vitfold_torch.train", "--out", out, "--resume", "--data", self.data, *extra], capture_output=True, text=True, env=ENV, timeout=300)
+        return self.launch(procs, ["--out", out, "--resume", "--data", self.data, *extra])
 
     def test_two_processes_equal_one_on_the_combined_batch_and_resume_after_a_kill(self):
         one, two, killed = (os.path.join(self.tmp, n) for n in ("one", "two", "killed"))
@@ -101,7 +104,7 @@ class DistributedTraining(unittest.TestCase):
         torch.manual_seed(0)
         save_model(deep, VisionTransformer(ViTConfig.preset("vit-28-p7")))
         out = os.path.join(self.tmp, "shrink")
-        r = subprocess.run([PYTHON, "-m", "vitfold_torch.train", "--shrink", deep, "--depth", "3", "--out", out, "--data", self.data, "--epochs", "2", "--batch", "16"], capture_output=True, text=True, env=ENV, timeout=300)
+        r = self.launch(1, ["--shrink", deep, "--depth", "3", "--out", out, "--data", self.data, "--epochs", "2", "--batch", "16"])
         self.assertEqual(r.returncode, 0, r.stderr[-2000:])
         _, md = read_safetensors(os.path.join(out, "joined.safetensors"))
         self.assertEqual(md["structure"], '{"kind":"branched","branches":4,"attn":[1.0,1.0,1.0],"ffn":[1.0,1.0,1.0]}')
@@ -125,7 +128,7 @@ class DistributedTraining(unittest.TestCase):
         torch.manual_seed(1)
         save_model(deep, VisionTransformer(ViTConfig(32, 8, 3, 2, 48, 4, 2, 24, 96)))
         out = os.path.join(self.tmp, "shrink-folder")
-        r = subprocess.run([PYTHON, "-m", "vitfold_torch.train", "--shrink", deep, "--depth", "2", "--out", out, "--dataset", "folder", "--data", root, "--epochs", "2", "--batch", "8", "--workers", "2"], capture_output=True, text=True, env=ENV, timeout=300)
+        r = self.launch(1, ["--shrink", deep, "--depth", "2", "--out", out, "--dataset", "folder", "--data", root, "--epochs", "2", "--batch", "8", "--workers", "2"])
         self.assertEqual(r.returncode, 0, r.stderr[-2000:])
         _, md = read_safetensors(os.path.join(out, "last.safetensors"))
         self.assertEqual(md["classes"], '["cat","dog"]')

@@ -152,22 +152,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     torch.manual_seed(a.seed)
     teacher: Optional[VisionTransformer] = None
     metadata: Dict[str, str] = {}
-    if a.shrink:
-        model, s, md = load_model(a.shrink)
+    source = a.shrink or a.init
+    if source:
+        model, s, md = load_model(source)
         if s.is_branched:
-            fail(f"{a.shrink}: is a branched model; shrink starts from a plain checkpoint")
+            fail(f"{source}: is a branched model; {'shrink starts from' if a.shrink else '--init takes'} a plain checkpoint" + ("" if a.shrink else " (a branched run continues with --resume)"))
+        metadata.update({k: v for k, v in md.items() if k in ("normalization", "classes")})
+    if a.shrink:
         if model.cfg.depth % a.depth:
             fail(f"--depth {a.depth} does not divide the deep model's {model.cfg.depth} layers")
         branches = model.cfg.depth // a.depth
-        teacher, _, _ = load_model(a.shrink)
-        teacher.to(device, dtype).eval().requires_grad_(False)
-        metadata.update({k: v for k, v in md.items() if k in ("normalization", "classes")})
+        # The frozen teacher: the deep model as loaded, before any training changes the student.
+        teacher = copy.deepcopy(model).to(device, dtype).eval().requires_grad_(False)
     elif a.init:
-        model, s, md = load_model(a.init)
-        if s.is_branched:
-            fail(f"{a.init}: is a branched model; --init takes a plain checkpoint (a branched run continues with --resume)")
         branches = a.branches
-        metadata.update({k: v for k, v in md.items() if k in ("normalization", "classes")})
     else:
         model = VisionTransformer(ViTConfig.preset(a.preset))
         branches = a.branches

@@ -96,6 +96,14 @@ function legend(entries: LegendEntry[], x: number, y: number, width: number): { 
   return { svg, height: entries.length ? cy - y + 16 : 0 };
 }
 
+/** Pixel positions of values on the plot box, from the first to the last tick of each axis. */
+function scales(xs: number[], ys: number[], box: { L: number; T: number; R: number; B: number }) {
+  const [x0, x1, y0, y1] = [xs[0], xs[xs.length - 1], ys[0], ys[ys.length - 1]];
+  const px = (v: number) => box.L + ((v - x0) / (x1 - x0)) * (box.R - box.L);
+  const py = (v: number) => box.B - ((v - y0) / (y1 - y0)) * (box.B - box.T);
+  return { px, py, x0, x1 };
+}
+
 function axes(o: ChartFrame, xs: number[], ys: number[], px: (v: number) => number, py: (v: number) => number, box: { L: number; T: number; R: number; B: number }): string[] {
   const out: string[] = [];
   for (const v of ys) out.push(`<line x1="${box.L}" x2="${box.R}" y1="${py(v).toFixed(1)}" y2="${py(v).toFixed(1)}" stroke="#e8eaee"/><text class="tick-y" x="${box.L - 6}" y="${(py(v) + 4).toFixed(1)}" text-anchor="end">${tickLabel(v, ys)}</text>`);
@@ -118,9 +126,7 @@ export function lineChart(series: LineSeries[], o: ChartFrame & { yRange?: [numb
   const [ylo, yhi] = o.yRange ?? extent(all.map((p) => p[1]));
   const xs = niceTicks(xlo, xhi, 6, o.integerX ? 1 : 0);
   const ys = niceTicks(ylo, yhi, 5);
-  const [x0, x1, y0, y1] = [xs[0], xs[xs.length - 1], ys[0], ys[ys.length - 1]];
-  const px = (v: number) => box.L + ((v - x0) / (x1 - x0)) * (box.R - box.L);
-  const py = (v: number) => box.B - ((v - y0) / (y1 - y0)) * (box.B - box.T);
+  const { px, py, x0, x1 } = scales(xs, ys, box);
   const lg = legend(series.map((s) => ({ text: s.name, color: s.color, dashed: s.dashed })), box.L, H + 4, box.R - box.L);
   const out = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H + lg.height + 6}" font-family="system-ui, sans-serif" font-size="12">`,
@@ -168,9 +174,7 @@ export function scatterChart(points: ScatterPoint[], o: ChartFrame & { subtitle?
   const box = { L: 62, T: 50, R: W - 20, B: H - 50 };
   const xs = niceTicks(0, Math.max(...points.map((p) => p.x)) * 1.1);
   const ys = niceTicks(Math.floor(Math.min(...points.map((p) => p.y - (p.err ?? 0))) - 1), Math.ceil(Math.max(...points.map((p) => p.y + (p.err ?? 0))) + 1));
-  const [x0, x1, y0, y1] = [xs[0], xs[xs.length - 1], ys[0], ys[ys.length - 1]];
-  const px = (v: number) => box.L + ((v - x0) / (x1 - x0)) * (box.R - box.L);
-  const py = (v: number) => box.B - ((v - y0) / (y1 - y0)) * (box.B - box.T);
+  const { px, py } = scales(xs, ys, box);
   const lg = legend(o.legend.map((e) => ({ text: e.text, color: e.color, shape: e.square ? 'square' : 'dot' })), box.L, H + 4, box.R - box.L);
   const out = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H + lg.height + 6}" font-family="system-ui, sans-serif" font-size="12">`,

@@ -7,20 +7,18 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium as playwright } from 'playwright-core';
 import { readFloatTensor } from '../../src/io.js';
 import { softmaxRow } from '../../src/core/preprocess.js';
-import { findChromium } from '../../src/deploy/bench-browser.js';
-import { BIN, REPO, runVitfold, tmpDir } from '../helpers.js';
+import { chromiumExecutable, BIN, REPO, runVitfold, tmpDir } from '../helpers.js';
 
 const TEACHER = join(REPO, 'experiments', 'teachers', 'fm12', 'last.safetensors');
 const SAMPLE = 'ankle-boot.png';
 const requireChromium = process.env.VITFOLD_REQUIRE_CHROMIUM === '1';
-const chromiumName = findChromium();
-const chromiumPath = chromiumName ? spawnSync('sh', ['-c', `command -v "${chromiumName}"`], { encoding: 'utf8' }).stdout.trim() : undefined;
+const chromiumPath = await chromiumExecutable();
 
 /** The shipped 12-layer model and its instant 3-layer fold, exported to fp32 ONNX. */
 async function exportedPair(dir: string): Promise<string[]> {

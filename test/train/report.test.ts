@@ -7,17 +7,14 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { chromium as playwright } from 'playwright-core';
-import { findChromium } from '../../src/deploy/bench-browser.js';
-import { runVitfold, tmpDir, writeDataset } from '../helpers.js';
+import { chromiumExecutable, runVitfold, tmpDir, writeDataset } from '../helpers.js';
 
 const requireChromium = process.env.VITFOLD_REQUIRE_CHROMIUM === '1';
-const chromiumName = findChromium();
-const chromiumPath = chromiumName ? spawnSync('sh', ['-c', `command -v "${chromiumName}"`], { encoding: 'utf8' }).stdout.trim() : undefined;
+const chromiumPath = await chromiumExecutable();
 
 const logOf = (run: string) => readFileSync(join(run, 'log.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
 
