@@ -1,7 +1,9 @@
 // fixtures/method/: one definition of the method for vitfold and vitfold_torch. vitfold computes
 // here, with the code the library runs, the logits of a small model read as branched models at
 // several join states (float64 reference), the join and learning-rate schedules at 50 progress
-// points, and the distillation loss (the training graph's loss op, float64 in onnxruntime).
+// points, the distillation loss (the training graph's loss op, float64 in onnxruntime) and
+// hidden-state matching (the streams at the block boundaries of branched students and of the
+// deep teacher, and the matching loss).
 // test/api/method-fixtures.test.ts checks that vitfold still computes the committed values;
 // python/tests check vitfold_torch against the same files, so the two cannot drift apart.
 // `npm run fixtures:method` rewrites them.
@@ -18,8 +20,9 @@ import { randomInput } from '../src/core/verify.js';
 import { Graph } from '../src/graph/graph.js';
 import { toOnnxBytes } from '../src/graph/onnx.js';
 import { saveModel, writeFloatTensors } from '../src/io.js';
-import { oneHotTargets } from '../src/model/engine.js';
-import { trainingLoss } from '../src/model/vit-graph.js';
+import { boundaryLayers } from '../src/core/layers.js';
+import { oneHotTargets, Predictor } from '../src/model/engine.js';
+import { hiddenMatchingLoss, trainingLoss } from '../src/model/vit-graph.js';
 import { Session } from '../src/runtime/ort.js';
 import { softTargets } from '../src/train/distill.js';
 import { joinCoefficients, learningRate, type JoinSchedule } from '../src/train/schedule.js';
@@ -65,7 +68,21 @@ export const DISTILL_CASES = [
   { alpha: 0, temperature: 1, smoothing: 0.1 },
 ];
 
+/** Shrink students of the fixture model at a join state, matched to the deep model's streams. */
+export const HIDDEN_CASES = [
+  { branches: 2, attn: [1, 0.25, 0.7], ffn: [0.6, 0, 0], beta: 1 },
+  { branches: 3, attn: [0.5, 1], ffn: [0, 0.3], beta: 4 },
+];
+
 const POINTS = 50;
+
+/** The streams [S, B*T, D] after the given blocks, in float64. */
+async function streams(model: Model, x: { shape: number[]; data: Float64Array }, after: number[]): Promise<Float64Array> {
+  const p = await Predictor.create(model, { dtype: 'float64', threads: 1, hiddenAfter: after });
+  const { hidden } = await p.forward(x);
+  await p.release();
+  return hidden!.data as Float64Array;
+}
 
 /** The values vitfold computes for every case (JSON-ready). */
 export async function methodValues(model: Model, x: { shape: number[]; data: Float64Array }) {
@@ -102,7 +119,22 @@ export async function methodValues(model: Model, x: { shape: number[]; data: Flo
     await s.release();
     distill.push({ ...c, logits, teacher_logits: teacher, labels, classes: K, loss });
   }
-  return { forward, join, lr, distill };
+  const hidden = [];
+  for (const c of HIDDEN_CASES) {
+    const L = model.config.depth / c.branches;
+    const teacher = await streams(model, x, boundaryLayers(model.config.depth, L));
+    const student = await streams(toBranched(model, c.branches, { attn: c.attn, ffn: c.ffn }), x, Array.from({ length: L - 1 }, (_, b) => b));
+    const rows = teacher.length / ((L - 1) * model.config.embed_dim);
+    const g = new Graph('hidden', { dtype: 'float64' });
+    const D = model.config.embed_dim;
+    const hs = Array.from({ length: L - 1 }, (_, b) => g.constant(Array.from(student.subarray(b * rows * D, (b + 1) * rows * D)), [rows, D]));
+    g.output(hiddenMatchingLoss(g, hs, g.constant(Array.from(teacher), [L - 1, rows, D]), c.beta, x.shape[0]), 'loss');
+    const s = await Session.create(toOnnxBytes(g), { threads: 1 });
+    const loss = (await s.run({})).loss.data[0] as number;
+    await s.release();
+    hidden.push({ ...c, loss });
+  }
+  return { forward, join, lr, distill, hidden };
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {

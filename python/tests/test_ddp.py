@@ -103,9 +103,15 @@ class DistributedTraining(unittest.TestCase):
         deep = os.path.join(self.tmp, "deep.safetensors")
         torch.manual_seed(0)
         save_model(deep, VisionTransformer(ViTConfig.preset("vit-28-p7")))
-        out = os.path.join(self.tmp, "shrink")
-        r = self.launch(1, ["--shrink", deep, "--depth", "3", "--out", out, "--data", self.data, "--epochs", "2", "--batch", "16"])
+        out, out2 = os.path.join(self.tmp, "shrink"), os.path.join(self.tmp, "shrink-2")
+        shrink = ["--shrink", deep, "--depth", "3", "--data", self.data, "--epochs", "2", "--batch", "16", "--hidden", "1", "--float64"]
+        r = self.launch(1, ["--out", out, *shrink])
         self.assertEqual(r.returncode, 0, r.stderr[-2000:])
+        # Hidden-state matching is a per-image mean: 2 processes compute the combined batch's loss.
+        r = self.launch(2, ["--out", out2, *shrink])
+        self.assertEqual(r.returncode, 0, r.stderr[-2000:])
+        d = max_diff(os.path.join(out, "last.safetensors"), os.path.join(out2, "last.safetensors"))
+        self.assertLess(d, 1e-10, f"shrink with --hidden, 2 processes vs 1: weights differ by {d}")
         _, md = read_safetensors(os.path.join(out, "joined.safetensors"))
         self.assertEqual(md["structure"], '{"kind":"branched","branches":4,"attn":[1.0,1.0,1.0],"ffn":[1.0,1.0,1.0]}')
         r = vitfold("fold", os.path.join(out, "joined.safetensors"), "--out", os.path.join(self.tmp, "shrunk.safetensors"), "--verify")

@@ -1,6 +1,6 @@
 """vitfold_torch against fixtures/method/, the values vitfold computes (scripts/method-fixtures.ts):
 the branched forward at several join states, the join and learning-rate schedules at 50 progress
-points, and the distillation loss."""
+points, the distillation loss and hidden-state matching."""
 
 import os
 import unittest
@@ -9,7 +9,7 @@ import torch
 
 from helpers import FIXTURES, method
 from vitfold_torch import JoinSchedule, Structure, join_coefficients, learning_rate, load_model, read_safetensors, training_loss
-from vitfold_torch.loss import smoothed_targets
+from vitfold_torch.loss import boundary_layers, hidden_matching_loss, smoothed_targets
 
 
 class MethodFixtures(unittest.TestCase):
@@ -53,6 +53,27 @@ class MethodFixtures(unittest.TestCase):
             y = smoothed_targets(torch.tensor(c["labels"]), K, c["smoothing"])
             got = float(training_loss(z, y, zt, c["alpha"], c["temperature"]))
             self.assertAlmostEqual(got, c["loss"], delta=1e-12 * abs(c["loss"]), msg=f"alpha {c['alpha']} T {c['temperature']}")
+
+    def test_hidden_matching_equals_vitfold(self):
+        self.assertEqual(len(self.m["hidden"]), 2)
+        depth = self.model.cfg.depth
+        for c in self.m["hidden"]:
+            L = depth // c["branches"]
+            with torch.no_grad():
+                _, teacher = self.model(self.x, hidden=True)
+                _, student = self.model(self.x, Structure(c["branches"], c["attn"], c["ffn"]), hidden=True)
+            self.assertEqual((len(teacher), len(student)), (depth - 1, L - 1))
+            got = float(hidden_matching_loss(student, [teacher[i] for i in boundary_layers(depth, L)], c["beta"]))
+            self.assertAlmostEqual(got, c["loss"], delta=1e-10 * c["loss"], msg=f"k={c['branches']}")
+
+    def test_hidden_matching_is_zero_at_the_start(self):
+        # Every coefficient 0: the student's block boundaries carry the deep model's streams exactly.
+        with torch.no_grad():
+            _, teacher = self.model(self.x, hidden=True)
+            for k in (2, 3):
+                L = self.model.cfg.depth // k
+                _, student = self.model(self.x, Structure(k, [0.0] * L, [0.0] * L), hidden=True)
+                self.assertEqual(float(hidden_matching_loss(student, [teacher[i] for i in boundary_layers(self.model.cfg.depth, L)], 1.0)), 0.0)
 
 
 if __name__ == "__main__":

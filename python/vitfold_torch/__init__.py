@@ -4,14 +4,14 @@ format, so that `vitfold fold / verify / export / bench / app` take what a DDP r
 
 from .model import ViTConfig, VisionTransformer, Structure
 from .schedule import JoinSchedule, join_coefficients, learning_rate
-from .loss import training_loss, soft_targets
+from .loss import hidden_matching_loss, training_loss, soft_targets
 from .checkpoint import read_safetensors, write_safetensors, load_model, save_model
 from .fold import fold, folded_config
 
 __all__ = [
     "ViTConfig", "VisionTransformer", "Structure",
     "JoinSchedule", "join_coefficients", "learning_rate",
-    "training_loss", "soft_targets",
+    "training_loss", "soft_targets", "hidden_matching_loss",
     "read_safetensors", "write_safetensors", "load_model", "save_model",
     "fold", "folded_config",
 ]

@@ -1,10 +1,12 @@
-"""The training loss of vitfold (src/model/vit-graph.ts trainingLoss): cross-entropy against soft
-targets (label smoothing), plus for shrink the distillation term from the frozen deep model,
-    (1 - alpha) CE(z, y) + alpha T^2 CE(z / T, softmax(z_teacher / T))."""
+"""The training loss of vitfold (src/model/vit-graph.ts buildTrainingLoss): cross-entropy against
+soft targets (label smoothing), plus for shrink the distillation term from the frozen deep model,
+    (1 - alpha) CE(z, y) + alpha T^2 CE(z / T, softmax(z_teacher / T)),
+and hidden-state matching at the shallow model's S block boundaries,
+    beta / S * sum_s mean_i ||h_si - t_si||^2 / ||t_si||^2."""
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 
@@ -32,3 +34,18 @@ def training_loss(logits: torch.Tensor, targets: torch.Tensor, teacher_logits: O
         return ce
     soft = cross_entropy(logits / temperature, soft_targets(teacher_logits.detach(), temperature))
     return ce * (1 - alpha) + soft * (alpha * temperature**2)
+
+
+def hidden_matching_loss(student: Sequence[torch.Tensor], teacher: Sequence[torch.Tensor], beta: float) -> torch.Tensor:
+    """beta / S * sum_s mean_i ||h_si - t_si||^2 / ||t_si||^2: the student's streams [B, T, D] at its
+    S block boundaries against the teacher's after the matching layers, a relative squared error
+    per image (a per-image mean, so DDP's averaging over processes gives the combined batch's)."""
+    rel = [((h - t.detach()) ** 2).flatten(1).sum(1) / (t.detach() ** 2).flatten(1).sum(1) for h, t in zip(student, teacher)]
+    return sum(r.mean() for r in rel) * (beta / len(rel))
+
+
+def boundary_layers(depth: int, blocks: int) -> list:
+    """The deep model's layer whose output each boundary between the L = blocks joined blocks
+    matches: the last layer of each group of depth / L (src/core/layers.ts boundaryLayers)."""
+    k = depth // blocks
+    return [(b + 1) * k - 1 for b in range(blocks - 1)]

@@ -186,18 +186,27 @@ class VisionTransformer(nn.Module):
         t = self.patch_embed(x)  # [B, N, D]
         return torch.cat([self.cls_token.expand(t.shape[0], -1, -1), t], dim=1) + self.pos_embed  # [B, T, D]
 
-    def forward(self, x: torch.Tensor, structure: Optional[Structure] = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, structure: Optional[Structure] = None, hidden: bool = False):
+        """Logits [B, K]; with hidden, also the residual streams [B, T, D] after every block but the
+        last (a plain model's blocks are its layers): what hidden-state matching compares."""
         z = self.embed(x)
         s = structure or Structure()
+        taps: List[torch.Tensor] = []
         if not s.is_branched:
-            for layer in self.blocks:
+            for i, layer in enumerate(self.blocks):
                 z = z + layer.A(z)
                 z = z + layer.F(z)
+                if hidden and i < len(self.blocks) - 1:
+                    taps.append(z)
         else:
             k = s.branches
-            for b in range(self.cfg.depth // k):
+            L = self.cfg.depth // k
+            for b in range(L):
                 z = self.branched_block(z, self.blocks[b * k:(b + 1) * k], s.attn[b], s.ffn[b])
-        return self.head(self.norm(z)[:, 0])  # [B, K]
+                if hidden and b < L - 1:
+                    taps.append(z)
+        logits = self.head(self.norm(z)[:, 0])  # [B, K]
+        return (logits, taps) if hidden else logits
 
     @staticmethod
     def branched_block(x: torch.Tensor, layers: Sequence[Layer], a: float, f: float) -> torch.Tensor:

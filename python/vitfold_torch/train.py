@@ -38,13 +38,13 @@ from torch import nn
 from .checkpoint import load_model, save_model
 from .data import EpochBatches, FolderData, MnistData, round_half_up
 from .fold import fold
-from .loss import smoothed_targets, training_loss
+from .loss import boundary_layers, hidden_matching_loss, smoothed_targets, training_loss
 from .model import Structure, ViTConfig, VisionTransformer
 from .schedule import JoinSchedule, join_coefficients, learning_rate
 
 # Defaults of `vitfold train` and `vitfold shrink` (src/cli/train.ts, src/train/shrink.ts).
 TRAIN_DEFAULTS = {"lr": 2e-3, "warmup_epochs": 0.5}
-SHRINK_DEFAULTS = {"lr": 5e-4, "warmup_epochs": 0.25, "alpha": 0.9, "temperature": 2.0}
+SHRINK_DEFAULTS = {"lr": 5e-4, "warmup_epochs": 0.25, "alpha": 0.9, "temperature": 2.0, "hidden": 4.0}
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -73,6 +73,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--no-flip", action="store_true")
     p.add_argument("--alpha", type=float, default=SHRINK_DEFAULTS["alpha"], help="shrink: weight of the distillation term")
     p.add_argument("--temperature", type=float, default=SHRINK_DEFAULTS["temperature"], help="shrink: distillation temperature")
+    p.add_argument("--hidden", type=float, help="shrink: weight of hidden-state matching at the block boundaries (vitfold shrink --kd-hidden; default 4, 0: off)")
     p.add_argument("--limit-train", type=int)
     p.add_argument("--limit-test", type=int)
     p.add_argument("--seed", type=int, default=0)
@@ -83,6 +84,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     recipe = SHRINK_DEFAULTS if a.shrink else TRAIN_DEFAULTS
     a.lr = recipe["lr"] if a.lr is None else a.lr
     a.warmup_epochs = recipe["warmup_epochs"] if a.warmup_epochs is None else a.warmup_epochs
+    if a.hidden is None:
+        a.hidden = SHRINK_DEFAULTS["hidden"] if a.shrink and a.depth and a.depth >= 2 else 0.0
     if a.shrink and not a.depth:
         p.error("--shrink needs --depth L")
     if a.depth and not a.shrink:
@@ -132,11 +135,16 @@ def main(argv: Optional[List[str]] = None) -> int:
             fail(f"--resume continues {a.out} with the flags it was started with (stored in checkpoint.pt); it takes only {', '.join(sorted(RESUME_FLAGS))}, not {', '.join(other)}")
         state = torch.load(ckpt_path, map_location="cpu")
         saved = dict(state["args"])
-        a = argparse.Namespace(**{**saved, "out": a.out, "resume": True, "data": a.data if a.data is not None else saved.get("data"), "workers": a.workers if a.workers is not None else saved.get("workers")})
+        # Flags added since the run started take their defaults.
+        a = argparse.Namespace(**{**vars(parse_args(["--out", a.out])), **saved, "out": a.out, "resume": True, "data": a.data if a.data is not None else saved.get("data"), "workers": a.workers if a.workers is not None else saved.get("workers")})
     elif os.path.exists(ckpt_path):
         fail(f"{a.out} already holds a run (checkpoint.pt): --resume it or choose another --out")
     if a.shrink and a.join == "none":
         fail("--shrink joins the deep model's layers: --join together or sequential")
+    if a.hidden < 0 or not math.isfinite(a.hidden):
+        fail(f"--hidden must be a number >= 0, got {a.hidden}")
+    if a.hidden > 0 and a.shrink and a.depth < 2:
+        fail("--hidden matches the boundaries between the shallow model's layers: it needs --depth 2 or more")
     if a.batch % world:
         fail(f"--batch {a.batch} must divide evenly over {world} processes")
     cuda = torch.cuda.is_available()
@@ -164,6 +172,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         branches = model.cfg.depth // a.depth
         # The frozen teacher: the deep model as loaded, before any training changes the student.
         teacher = copy.deepcopy(model).to(device, dtype).eval().requires_grad_(False)
+        matched_layers = boundary_layers(model.cfg.depth, a.depth)
     elif a.init:
         branches = a.branches
     else:
@@ -270,10 +279,13 @@ def main(argv: Optional[List[str]] = None) -> int:
             for group in opt.param_groups:
                 group["lr"] = learning_rate(a.lr, warmup, total, a.min_lr, step)
             with torch.autocast("cuda", dtype=torch.bfloat16) if cuda and not a.float64 else contextlib.nullcontext():
-                logits = ddp(x, s)
+                match = teacher is not None and a.hidden > 0
+                logits, h = ddp(x, s, hidden=True) if match else (ddp(x, s), None)
                 with torch.no_grad():
-                    t_logits = teacher(x) if teacher is not None else None
+                    t_logits, t_h = teacher(x, hidden=True) if match else (teacher(x) if teacher is not None else None, None)
                 loss = training_loss(logits.to(dtype), smoothed_targets(y, cfg.num_classes, a.label_smoothing).to(device), None if t_logits is None else t_logits.to(dtype), a.alpha, a.temperature)
+                if match:
+                    loss = loss + hidden_matching_loss([v.to(dtype) for v in h], [t_h[i].to(dtype) for i in matched_layers], a.hidden)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

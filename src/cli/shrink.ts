@@ -2,7 +2,7 @@
 
 import { join } from 'node:path';
 import { Command, Option } from 'commander';
-import { CliError, commandLine, nonNegativeInt, numberArg, positiveInt, positiveNumber, refuseFlagsWithResume, refuseOutsideInput } from './args.js';
+import { CliError, commandLine, nonNegativeInt, nonNegativeNumber, numberArg, positiveInt, positiveNumber, refuseFlagsWithResume, refuseOutsideInput } from './args.js';
 import { describeConfig } from '../core/model.js';
 import { parseNormalization } from '../core/preprocess.js';
 import { exportModel, EXPORT_TOLERANCE } from '../deploy/export.js';
@@ -21,6 +21,7 @@ interface ShrinkCliOptions extends Omit<TrainCliOptions, 'branches' | 'join' | '
   distill: boolean;
   kdAlpha: number;
   kdTemperature: number;
+  kdHidden?: number;
   export: boolean;
   resume?: string;
 }
@@ -58,6 +59,7 @@ export function addShrinkCommand(program: Command): void {
       .option('--no-distill', 'labels only: no distillation from the deep model')
       .addOption(new Option('--kd-alpha <x>', 'weight of the distillation term (the label loss gets 1 - alpha)').argParser(numberArg('--kd-alpha', (n) => n >= 0 && n <= 1, 'in [0, 1]')).default(SHRINK_DEFAULTS.distill!.alpha))
       .addOption(new Option('--kd-temperature <T>', 'softmax temperature of the distillation').argParser(positiveNumber('--kd-temperature')).default(SHRINK_DEFAULTS.distill!.temperature))
+      .addOption(new Option('--kd-hidden <beta>', `weight of hidden-state matching: the shallow model\'s stream at each block boundary against the deep model\'s (relative squared error per image; 0: off) (default: ${SHRINK_DEFAULTS.kdHidden.join} with --method join, ${SHRINK_DEFAULTS.kdHidden.drop} with drop)`).argParser(nonNegativeNumber('--kd-hidden')))
       .option('--no-export', 'skip the fp32 ONNX export of the shallow model'),
     {
       epochs: SHRINK_DEFAULTS.epochs,
@@ -99,10 +101,13 @@ Examples:
         const base = trainConfigFrom({ ...o, branches, preset: undefined, init: teacherPath });
         base.model = teacher.config;
         base.normalization = parseNormalization(teacher.extraMetadata.normalization, teacher.config, teacherPath) ?? base.normalization;
-        const cfg = shrinkConfig(base, teacher, plan, branches, o.distill ? { alpha: o.kdAlpha, temperature: o.kdTemperature } : null);
+        if (o.kdHidden && !o.distill) throw new CliError('--kd-hidden is part of the distillation: drop --no-distill or --kd-hidden');
+        if (o.kdHidden && depth < 2) throw new CliError('--kd-hidden matches the boundaries between the shallow model\'s layers: it needs --depth 2 or more');
+        const kdHidden = o.kdHidden ?? (depth >= 2 ? SHRINK_DEFAULTS.kdHidden[o.method] : 0);
+        const cfg = shrinkConfig(base, teacher, plan, branches, o.distill ? { alpha: o.kdAlpha, temperature: o.kdTemperature, ...(kdHidden > 0 ? { hidden: kdHidden } : {}) } : null);
         const how = plan.method === 'join' ? `${D / depth} branches per block joined (${cfg.join.mode}, ${cfg.join.shape}) over ${cfg.join.start}-${cfg.join.end} of the run, then folded` : `layers ${plan.layers!.join(', ')} kept`;
         console.log(`shrink   ${teacherPath} (${describeConfig(teacher.config)}) -> ${depth} layers: ${how}`);
-        console.log(`recipe   ${cfg.epochs} epochs, lr ${cfg.lr}, ${cfg.data.limitTrain ?? 'all'} training images, ${cfg.distill ? `distilled from the deep model (alpha ${cfg.distill.alpha}, T ${cfg.distill.temperature})` : 'labels only'}`);
+        console.log(`recipe   ${cfg.epochs} epochs, lr ${cfg.lr}, ${cfg.data.limitTrain ?? 'all'} training images, ${cfg.distill ? `distilled from the deep model (alpha ${cfg.distill.alpha}, T ${cfg.distill.temperature}${cfg.distill.hidden ? `, hidden states ${cfg.distill.hidden}` : ''})` : 'labels only'}`);
         r = await runTrainingWith((events) => shrink(cfg, o.out, { force: o.force, events, command: commandLine() }));
       }
       printResult(r);

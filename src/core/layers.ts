@@ -12,6 +12,18 @@ export function evenlySpacedLayers(depth: number, keep: number): number[] {
 }
 
 /**
+ * For hidden-state matching in a shrink: the deep model's layer whose output corresponds to
+ * each of the L - 1 boundaries between the shallow model's L blocks. Joined branches: the last
+ * layer of each group of depth / L (where the two streams are equal at the start); kept
+ * layers: each kept layer but the last.
+ */
+export function boundaryLayers(depth: number, blocks: number, kept?: number[]): number[] {
+  if (kept) return kept.slice(0, -1);
+  const k = depth / blocks;
+  return Array.from({ length: blocks - 1 }, (_, b) => (b + 1) * k - 1);
+}
+
+/**
  * A new plain model made of the given layers of a plain model, in order, renumbered 0..n-1;
  * patch embedding, tokens, final norm and head unchanged. The input is not modified.
  */

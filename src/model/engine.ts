@@ -12,8 +12,8 @@ import { paramSpecs, type Params, type Tensor } from '../core/params.js';
 import { gradients } from '../graph/autodiff.js';
 import { B, Graph, type Dim, type FloatElem, type Value } from '../graph/graph.js';
 import { toOnnxBytes } from '../graph/onnx.js';
-import { Session, type SessionOptions } from '../runtime/ort.js';
-import { buildForward, phasesFor, trainingLoss, type Distillation, type GraphStructure, type ParamBinding } from './vit-graph.js';
+import { Session, type HostTensor, type SessionOptions } from '../runtime/ort.js';
+import { buildForward, buildTrainingLoss, phasesFor, type Distillation, type GraphStructure, type ParamBinding } from './vit-graph.js';
 
 /** The element types the engine computes in (onnxruntime has no float16 training kernels). */
 export type FloatType = Exclude<FloatElem, 'float16'>;
@@ -136,7 +136,7 @@ function floatArray(dtype: FloatType, values: ArrayLike<number>): Float32Array |
 }
 
 /** Builds the inference graph of a model: input x [batch, C, S, S] -> logits [batch, K]. */
-export function buildPredictGraph(model: Model, opts: { dtype?: FloatType; batch?: Dim; join?: JoinCoefficients } = {}): { graph: Graph; structure: GraphStructure; attn?: number[]; ffn?: number[] } {
+export function buildPredictGraph(model: Model, opts: { dtype?: FloatType; batch?: Dim; join?: JoinCoefficients; hiddenAfter?: number[] } = {}): { graph: Graph; structure: GraphStructure; attn?: number[]; ffn?: number[] } {
   const dtype = opts.dtype ?? 'float32';
   const cfg = model.config;
   const g = new Graph('vitfold_predict', { dtype });
@@ -144,8 +144,18 @@ export function buildPredictGraph(model: Model, opts: { dtype?: FloatType; batch
   const x = g.input('x', dtype, [opts.batch ?? B, cfg.in_chans, cfg.img_size, cfg.img_size]);
   // float32: heads read in place by ORT's FusedMatMul (ForwardOptions.stridedHeads), faster than
   // transposed heads (docs/benchmarks.md); ORT has no float64 FusedMatMul.
-  const logits = buildForward(g, cfg, structure, initializerBinding(g, model.params), { x, ...joinInputs(g, structure) }, { stridedHeads: dtype === 'float32' });
+  const hidden = new Map<number, Value>();
+  const onBlockOutput = opts.hiddenAfter?.length ? (b: number, z: Value) => void hidden.set(b, z) : undefined;
+  const logits = buildForward(g, cfg, structure, initializerBinding(g, model.params), { x, ...joinInputs(g, structure) }, { stridedHeads: dtype === 'float32', onBlockOutput });
   g.output(logits, 'logits');
+  if (onBlockOutput) {
+    const taps = opts.hiddenAfter!.map((b) => {
+      const z = hidden.get(b);
+      if (!z) throw new Error(`no hidden state after block ${b}: the model has blocks 0..${hidden.size} and the last one has none`);
+      return g.reshape(z, [1, ...z.shape]); // [1, B*T, D]
+    });
+    g.output(taps.length === 1 ? taps[0] : g.concat(taps, 0), 'hidden'); // [n, B*T, D]
+  }
   return { graph: g, structure, attn, ffn };
 }
 
@@ -157,6 +167,11 @@ export interface PredictOptions extends SessionOptions {
   dtype?: FloatType;
   /** Overrides a branched model's join coefficients. */
   join?: JoinCoefficients;
+  /**
+   * Also output the residual streams after these blocks (ForwardOptions.onBlockOutput; a
+   * plain model's blocks are its layers): Predictor.forward's hidden [n, B*T, D].
+   */
+  hiddenAfter?: number[];
 }
 
 /** Anything that turns images x [B, C, S, S] into logits [B, K]: a Predictor, or an exported file's session. */
@@ -179,13 +194,18 @@ export class Predictor implements Classifier {
 
   static async create(model: Model, opts: PredictOptions = {}): Promise<Predictor> {
     const dtype = opts.dtype ?? 'float32';
-    const { graph, attn, ffn } = buildPredictGraph(model, { dtype, join: opts.join });
+    const { graph, attn, ffn } = buildPredictGraph(model, { dtype, join: opts.join, hiddenAfter: opts.hiddenAfter });
     const session = await Session.create(toOnnxBytes(graph), sessionOptionsFor(dtype, opts));
     return new Predictor(session, dtype, model.config, attn && ffn ? { attn, ffn } : undefined);
   }
 
   /** x [B, C, S, S] -> logits [B, K] (float64 copies of the engine's output). Data already in the engine's dtype is not copied. */
   async predict(x: { shape: number[]; data: Float32Array | Float64Array }): Promise<Tensor> {
+    return (await this.forward(x)).logits;
+  }
+
+  /** predict's logits and, when created with hiddenAfter, the hidden states [n, B*T, D] as the engine returns them. */
+  async forward(x: { shape: number[]; data: Float32Array | Float64Array }): Promise<{ logits: Tensor; hidden?: HostTensor }> {
     const { in_chans: C, img_size: S } = this.cfg;
     if (x.shape.length !== 4 || x.shape[1] !== C || x.shape[2] !== S || x.shape[3] !== S) {
       throw new Error(`input x has shape ${JSON.stringify(x.shape)}, expected [B, ${C}, ${S}, ${S}]`);
@@ -196,8 +216,8 @@ export class Predictor implements Classifier {
       feeds.join_attn = { shape: [this.join.attn.length], data: floatArray(this.dtype, this.join.attn) };
       feeds.join_ffn = { shape: [this.join.ffn.length], data: floatArray(this.dtype, this.join.ffn) };
     }
-    const out = (await this.session.run(feeds)).logits;
-    return { shape: out.shape, data: Float64Array.from(out.data as Float32Array) };
+    const out = await this.session.run(feeds);
+    return { logits: { shape: out.logits.shape, data: Float64Array.from(out.logits.data as Float32Array) }, ...(out.hidden ? { hidden: out.hidden } : {}) };
   }
 
   release(): Promise<void> {
@@ -221,8 +241,8 @@ export interface GradientOptions extends SessionOptions {
   dtype?: FloatType;
   join?: JoinCoefficients;
   labelSmoothing?: number;
-  /** Distillation from the teacher's softened probabilities [B, K] (see trainingLoss). */
-  distill?: Distillation & { teacherProbs: Tensor };
+  /** Distillation from the teacher's softened probabilities [B, K] and, with `hidden`, its streams teacherHidden [L - 1, B*T, D] (see buildTrainingLoss). */
+  distill?: Distillation & { teacherProbs: Tensor; teacherHidden?: Tensor };
 }
 
 /** The loss of a batch and the gradient of every parameter (by timm name). */
@@ -240,9 +260,7 @@ export function buildGradientGraph(cfg: ViTConfig, structure: GraphStructure, ba
   const x = g.input('x', dtype, [batch, cfg.in_chans, cfg.img_size, cfg.img_size]);
   const targets = g.input('targets', dtype, [batch, cfg.num_classes]);
   const { bind, values } = flatBinding(g, flat, layout);
-  const logits = buildForward(g, cfg, structure, bind, { x, ...joinInputs(g, structure) }, { training: true });
-  const kd = distill ? { ...distill, teacherProbs: g.input('teacher_probs', dtype, [batch, cfg.num_classes]) } : undefined;
-  const loss = trainingLoss(g, logits, targets, kd);
+  const loss = buildTrainingLoss(g, cfg, structure, bind, { x, ...joinInputs(g, structure) }, targets, distill);
   g.output(loss, 'loss');
   const wrt = layout.entries.map((e) => values.get(e.name)!);
   const grads = gradients(g, loss, wrt);
@@ -275,6 +293,8 @@ export async function lossAndGradients(model: Model, x: Tensor, labels: number[]
       feeds.join_ffn = { shape: [ffn.length], data: floatArray(dtype, ffn) };
     }
     if (opts.distill) feeds.teacher_probs = { shape: opts.distill.teacherProbs.shape, data: floatArray(dtype, opts.distill.teacherProbs.data) };
+    const th = opts.distill?.teacherHidden;
+    if (opts.distill?.hidden && th) feeds.teacher_hidden = { shape: th.shape, data: floatArray(dtype, th.data) };
     const out = await session.run(feeds);
     return { loss: Number(out.loss.data[0]), grads: layout.unpack(out.grad.data as Float32Array) };
   } finally {

@@ -78,6 +78,12 @@ export interface ForwardOptions {
    * only matters to the patch embedding, the class-token rows and attention.
    */
   stridedHeads?: boolean;
+  /**
+   * Called with the residual stream after every block but the last (a plain model: after
+   * every layer but the last), as z [B*T, D] with rows (image, token) whatever the graph's
+   * own row order: the hidden states that distillation can match (Distillation.hidden).
+   */
+  onBlockOutput?: (block: number, z: Value) => void;
 }
 
 /** A linear layer x [R, in] -> [R, rows[1] - rows[0]]: rows [r0, r1) of timm's weight [out, in]. */
@@ -211,6 +217,14 @@ class VitBuilder implements AttentionContext {
     return g.gather(g.reshape(z, [this.batch, this.T, z.shape[1]]), 0, 1);
   }
 
+  /** The residual stream z [B*T, D] with rows (image, token): token-major graphs transpose theirs. */
+  imageMajor(z: Value): Value {
+    if (!this.tokenMajor) return z;
+    const g = this.g;
+    const D = z.shape[1];
+    return g.reshape(g.transpose(g.reshape(z, [this.T, this.batch, D]), [1, 0, 2]), [this.rows(this.T), D]); // [T, B, D] -> [B, T, D]
+  }
+
   /** batch * n, e.g. the B*T rows of the residual stream. */
   rows(n: number): Dim {
     return typeof this.batch === 'number' ? this.batch * n : { b: this.batch.b * n };
@@ -261,12 +275,6 @@ class VitBuilder implements AttentionContext {
     const keep = g.gather(this.dropKeep, row, 0); // [B*T, 1]
     return g.mul(out, clsOnly ? this.cls(keep) : keep); // [B, 1] with clsOnly
   }
-
-
-
-
-
-
 
   /**
    * A_i(z) = Proj(MHSA(LN1(z))), z [B*T, D] -> [B*T, D]. With clsOnly, the class token's row
@@ -357,14 +365,21 @@ export function buildForward(g: Graph, cfg: ViTConfig, structure: GraphStructure
   const vb = new VitBuilder(g, cfg, param, inputs.x.shape[0], inputs.dropKeep, opts);
   const clsOnly = opts.clsOnlyLastLayer ?? true;
   let z = vb.embed(inputs.x);
+  const tap = (b: number, last: boolean) => {
+    if (opts.onBlockOutput && !last) opts.onBlockOutput(b, vb.imageMajor(z));
+  };
   if (structure.kind === 'plain') {
-    for (let i = 0; i < cfg.depth; i++) z = vb.plainLayer(i, z, clsOnly && i === cfg.depth - 1);
+    for (let i = 0; i < cfg.depth; i++) {
+      z = vb.plainLayer(i, z, clsOnly && i === cfg.depth - 1);
+      tap(i, i === cfg.depth - 1);
+    }
   } else {
     const { branches: k, phases } = structure;
     if (!inputs.joinAttn || !inputs.joinFfn) throw new Error('branched graphs need join_attn and join_ffn inputs');
     if (phases.length * k !== cfg.depth) throw new Error(`${phases.length} block phases for depth ${cfg.depth} / ${k}`);
     phases.forEach((phase, b) => {
       z = vb.branchedBlock(b, k, phase, z, inputs.joinAttn!, inputs.joinFfn!, clsOnly && b === phases.length - 1);
+      tap(b, b === phases.length - 1);
     });
   }
   return vb.head(z, clsOnly);
@@ -377,21 +392,64 @@ export function crossEntropy(g: Graph, logits: Value, targets: Value): Value {
 }
 
 /**
- * Soft-label knowledge distillation (Hinton et al.): the loss mixes the label cross-entropy with
- * the cross-entropy of the student's temperature-softened distribution against the teacher's,
+ * Knowledge distillation from a frozen teacher. Soft labels (Hinton et al.): the loss mixes the
+ * label cross-entropy with the cross-entropy of the student's temperature-softened distribution
+ * against the teacher's,
  *   (1 - alpha) CE(z, y) + alpha T^2 CE(z / T, softmax(z_teacher / T)).
  * T^2 keeps the soft term's gradient scale independent of T. CE against the teacher differs
  * from KL(teacher || student) by the teacher's entropy, a constant: same gradients.
+ * With `hidden` = beta > 0, hidden-state matching adds
+ *   beta / S * sum_s mean_i ||h_si - t_si||^2 / ||t_si||^2
+ * over the S = L - 1 boundaries between the student's L blocks (ForwardOptions.onBlockOutput),
+ * h_s and t_s [B*T, D] the student's and the teacher's residual streams there (the teacher's
+ * after the layer that ends the same stretch of the network), i an image of the batch: a
+ * relative squared error per image, so beta does not depend on the stream's scale.
  */
 export interface Distillation {
   alpha: number;
   temperature: number;
+  /** Weight beta of hidden-state matching (0 or absent: off). */
+  hidden?: number;
 }
 
-/** The training loss: cross-entropy against targets [B, K], plus distillation from teacherProbs [B, K]. */
+/** The loss on the logits: cross-entropy against targets [B, K], plus distillation from teacherProbs [B, K]. */
 export function trainingLoss(g: Graph, logits: Value, targets: Value, kd?: Distillation & { teacherProbs: Value }): Value {
   const ce = crossEntropy(g, logits, targets);
   if (!kd) return ce;
   const soft = crossEntropy(g, g.mul(logits, g.scalar(1 / kd.temperature)), kd.teacherProbs);
   return g.add(g.mul(ce, g.scalar(1 - kd.alpha)), g.mul(soft, g.scalar(kd.alpha * kd.temperature ** 2)));
+}
+
+/**
+ * Hidden-state matching (Distillation.hidden): beta / S * sum_s mean_i ||h_si - t_si||^2 / ||t_si||^2
+ * for the student's streams h_s [B*T, D] and the teacher's t [S, B*T, D], the norms over each
+ * image i's T x D values. A per-image mean, so a batch split across processes averages to the
+ * same loss.
+ */
+export function hiddenMatchingLoss(g: Graph, student: Value[], teacher: Value, beta: number, images: number): Value {
+  const perImage = (v: Value) => g.reduceSum(g.reshape(g.mul(v, v), [images, -1]), [1], false); // [B]
+  const rel = student.map((h, s) => {
+    const t = g.gather(teacher, s, 0); // [B*T, D]
+    return g.reduceMean(g.div(perImage(g.sub(h, t)), perImage(t)), [0], false); // scalar
+  });
+  return g.mul(rel.reduce((a, b) => g.add(a, b)), g.scalar(beta / student.length));
+}
+
+/**
+ * The training loss of a batch (docs/training.md): the forward of a training graph, cross-entropy
+ * against `targets` [B, K] and, with `distill`, the inputs teacher_probs [B, K] (the teacher's
+ * softened probabilities) and, with distill.hidden, teacher_hidden [L - 1, B*T, D] (its
+ * residual streams at the student's block boundaries).
+ */
+export function buildTrainingLoss(g: Graph, cfg: ViTConfig, structure: GraphStructure, param: ParamBinding, inputs: ForwardInputs, targets: Value, distill?: Distillation): Value {
+  const batch = inputs.x.shape[0] as number;
+  const studentHidden: Value[] = []; // [B*T, D] per boundary
+  const matchHidden = !!distill?.hidden;
+  const logits = buildForward(g, cfg, structure, param, inputs, { training: true, onBlockOutput: matchHidden ? (_, z) => studentHidden.push(z) : undefined });
+  const teacherProbs = distill ? g.input('teacher_probs', g.dtype, [batch, cfg.num_classes]) : undefined;
+  const loss = trainingLoss(g, logits, targets, distill && { ...distill, teacherProbs: teacherProbs! });
+  if (!matchHidden) return loss;
+  if (!studentHidden.length) throw new Error('hidden-state matching needs a student of at least 2 blocks');
+  const teacherHidden = g.input('teacher_hidden', g.dtype, [studentHidden.length, batch * numTokens(cfg), cfg.embed_dim]);
+  return g.add(loss, hiddenMatchingLoss(g, studentHidden, teacherHidden, distill!.hidden!, batch));
 }

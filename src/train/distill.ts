@@ -4,6 +4,7 @@
 import type { Model } from '../core/model.js';
 import type { Tensor } from '../core/params.js';
 import { Predictor } from '../model/engine.js';
+import type { HostTensor } from '../runtime/ort.js';
 import type { Distillation } from '../model/vit-graph.js';
 
 /** Distillation weights used when a run distils and names none. */
@@ -23,9 +24,16 @@ export function softTargets(logits: Tensor, temperature: number): Tensor {
   return { shape: [B, K], data: out };
 }
 
+/** What the teacher gives a step: softened probabilities [B, K] and, when asked, hidden states [S, B*T, D]. */
+export interface TeacherTargets {
+  probs: Tensor;
+  hidden?: HostTensor;
+}
+
 /**
  * The frozen deep model of a distillation, run in its own onnxruntime session: softened
- * probabilities for each batch.
+ * probabilities for each batch and, for hidden-state matching, its residual streams after the
+ * layers `hiddenAfter`.
  */
 export class Teacher {
   private constructor(
@@ -33,13 +41,14 @@ export class Teacher {
     readonly temperature: number,
   ) {}
 
-  static async create(model: Model, temperature: number, threads?: number): Promise<Teacher> {
-    return new Teacher(await Predictor.create(model, { threads }), temperature);
+  static async create(model: Model, temperature: number, threads?: number, hiddenAfter?: number[]): Promise<Teacher> {
+    return new Teacher(await Predictor.create(model, { threads, hiddenAfter }), temperature);
   }
 
-  /** The teacher's softened probabilities [B, K] for a batch x [B, C, S, S]. */
-  async probabilities(x: { shape: number[]; data: Float32Array }): Promise<Tensor> {
-    return softTargets(await this.predictor.predict(x), this.temperature);
+  /** The teacher's targets for a batch x [B, C, S, S]. */
+  async targets(x: { shape: number[]; data: Float32Array }): Promise<TeacherTargets> {
+    const { logits, hidden } = await this.predictor.forward(x);
+    return { probs: softTargets(logits, this.temperature), ...(hidden ? { hidden } : {}) };
   }
 
   release(): Promise<void> {

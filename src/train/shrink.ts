@@ -48,6 +48,11 @@ export const SHRINK_DEFAULTS = {
   /** The join window ends at this fraction of the fine-tuning; the folded graph trains after. */
   joinEnd: 0.5,
   distill: DEFAULT_DISTILLATION as Distillation | null,
+  /**
+   * Weight beta of hidden-state matching (Distillation.hidden) per method: it helps joined
+   * branches and not kept layers (docs/shrink.md); 0 for a 1-layer result (no boundary).
+   */
+  kdHidden: { join: 4, drop: 0 } as Record<ShrinkMethod, number>,
 };
 
 /** Checks a plan against the deep model and fills in what follows from it (branches, kept layers). */
@@ -137,7 +142,7 @@ async function shrinkLocked(cfg: TrainConfig, plan: ShrinkPlan, runDir: string, 
     teacher_depth: teacher.config.depth,
     teacher_top1: teacherTop1,
     ...(instantTop1 !== undefined ? { instant_top1: instantTop1 } : {}),
-    distill: cfg.distill ? { alpha: cfg.distill.alpha, temperature: cfg.distill.temperature } : null,
+    distill: cfg.distill ? { alpha: cfg.distill.alpha, temperature: cfg.distill.temperature, ...(cfg.distill.hidden ? { hidden: cfg.distill.hidden } : {}) } : null,
     epochs: cfg.epochs,
     lr: cfg.lr,
     ...(plan.method === 'join' ? { join: cfg.join } : {}),

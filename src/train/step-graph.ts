@@ -15,7 +15,7 @@ import { paramSpecs } from '../core/params.js';
 import { gradients } from '../graph/autodiff.js';
 import { Graph, type Value } from '../graph/graph.js';
 import { flatBinding, ParamLayout, type FloatType } from '../model/engine.js';
-import { buildForward, trainingLoss, type Distillation, type GraphStructure } from '../model/vit-graph.js';
+import { buildTrainingLoss, type Distillation, type GraphStructure } from '../model/vit-graph.js';
 
 export interface AdamWConfig {
   beta1: number;
@@ -34,7 +34,7 @@ export interface StepGraphOptions {
   optim?: Partial<AdamWConfig>;
   /** Adds the input drop_keep [2*depth, batch*T, 1] (stochastic depth). */
   dropPath?: boolean;
-  /** Adds the input teacher_probs [batch, K] and the distillation term of trainingLoss. */
+  /** Adds the inputs teacher_probs [batch, K] (and teacher_hidden) and the distillation terms of buildTrainingLoss. */
   distill?: Distillation;
 }
 
@@ -48,7 +48,7 @@ export function decayMask(cfg: ViTConfig, layout: ParamLayout): Float64Array {
 
 /**
  * Inputs: params, m, v [P]; x [batch, C, S, S]; targets [batch, K]; lr, step (scalars);
- * join_attn, join_ffn [L] for branched graphs; drop_keep with dropPath; teacher_probs with distill.
+ * join_attn, join_ffn [L] for branched graphs; drop_keep with dropPath; teacher_probs (and teacher_hidden) with distill.
  * Outputs: loss, grad_norm (before clipping), params_out, m_out, v_out.
  */
 export function buildTrainStepGraph(cfg: ViTConfig, structure: GraphStructure, opts: StepGraphOptions): Graph {
@@ -73,9 +73,7 @@ export function buildTrainStepGraph(cfg: ViTConfig, structure: GraphStructure, o
   const dropKeep = opts.dropPath ? g.input('drop_keep', dtype, [2 * cfg.depth, opts.batch * T, 1]) : undefined;
 
   const { bind, values } = flatBinding(g, params, layout);
-  const logits = buildForward(g, cfg, structure, bind, { x, ...join, dropKeep }, { training: true });
-  const kd = opts.distill ? { ...opts.distill, teacherProbs: g.input('teacher_probs', dtype, [opts.batch, cfg.num_classes]) } : undefined;
-  const loss = trainingLoss(g, logits, targets, kd);
+  const loss = buildTrainingLoss(g, cfg, structure, bind, { x, ...join, dropKeep }, targets, opts.distill);
   g.output(loss, 'loss');
 
   const wrt = layout.entries.map((e) => values.get(e.name)!);

@@ -22,7 +22,7 @@ export interface StepRunnerOptions extends SessionOptions {
   dropPath?: number;
   /** Seed of the drop-path masks (their RNG state is `dropRng.s`, for checkpoints). */
   seed?: number;
-  /** Distillation: every step then takes the teacher's softened probabilities (see softTargets). */
+  /** Distillation: every step then takes the teacher's softened probabilities (see softTargets), and its hidden states with `hidden`. */
   distill?: Distillation;
 }
 
@@ -32,6 +32,8 @@ export interface StepExtras {
   dropKeep?: F;
   /** [B, K], with the distill option. */
   teacherProbs?: Tensor | HostTensor;
+  /** [L - 1, B*T, D], with distill.hidden: the teacher's residual streams at the block boundaries. */
+  teacherHidden?: Tensor | HostTensor;
 }
 
 /**
@@ -123,7 +125,7 @@ export class StepRunner {
   /**
    * One optimizer step on a batch. `targets` are soft targets [B, K] (see oneHotTargets).
    * With dropPath > 0 the masks are drawn from `dropRng` unless `extras.dropKeep` is given;
-   * with distill, `extras.teacherProbs` is required.
+   * with distill, `extras.teacherProbs` is required (and `extras.teacherHidden` with distill.hidden).
    */
   async run(x: Tensor | HostTensor, targets: Tensor | HostTensor, lr: number, join?: JoinCoefficients, extras: StepExtras = {}): Promise<StepResult> {
     const session = await this.session(this.structureFor(join));
@@ -151,6 +153,11 @@ export class StepRunner {
       const p = extras.teacherProbs;
       if (!p) throw new Error('a distilling StepRunner needs the teacher\'s probabilities for every step');
       feeds.teacher_probs = { shape: p.shape, data: this.floats(p.data) };
+      if (this.opts.distill.hidden) {
+        const h = extras.teacherHidden;
+        if (!h) throw new Error('a StepRunner matching hidden states needs the teacher\'s hidden states for every step');
+        feeds.teacher_hidden = { shape: h.shape, data: this.floats(h.data) };
+      }
     }
     const out = await session.run(feeds);
     const loss = Number(out.loss.data[0]);

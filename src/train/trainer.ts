@@ -21,6 +21,7 @@ import { join } from 'node:path';
 import type { ViTConfig } from '../core/config.js';
 import { validateBranches, validateConfig } from '../core/config.js';
 import { fold } from '../core/fold.js';
+import { boundaryLayers } from '../core/layers.js';
 import { modelFromSafetensors, modelToSafetensors, toBranched, type Model } from '../core/model.js';
 import { initParams } from '../core/params.js';
 import type { Normalization } from '../core/preprocess.js';
@@ -338,7 +339,15 @@ async function trainLocked(cfg: TrainConfig, runDir: string, opts: TrainOptions)
       if (t[key] !== cfg.model[key]) throw new TrainError(`teacher ${path}: ${key} is ${t[key]}, the student's is ${cfg.model[key]}`);
     }
     if (teacherModel.structure.kind === 'branched' && !isFullyJoined(teacherModel.structure)) throw new TrainError(`teacher ${path}: a branched model that is not fully joined; fold it or use a plain checkpoint`);
-    teacher = await Teacher.create(teacherModel, temperature, cfg.threads);
+    let hiddenAfter: number[] | undefined;
+    if (cfg.distill.hidden) {
+      if (!(cfg.distill.hidden > 0 && Number.isFinite(cfg.distill.hidden))) throw new TrainError(`hidden-state matching weight must be a positive number, got ${cfg.distill.hidden}`);
+      if (!cfg.shrink) throw new TrainError('hidden-state matching is for shrink runs (it matches the shallow model\'s block boundaries to the deep model\'s layers)');
+      if (teacherModel.structure.kind === 'branched') throw new TrainError(`teacher ${path}: hidden-state matching needs a plain or folded teacher`);
+      if (cfg.shrink.depth < 2) throw new TrainError('hidden-state matching needs a shallow model of at least 2 layers (it matches the boundaries between them)');
+      hiddenAfter = boundaryLayers(t.depth, cfg.shrink.depth, cfg.shrink.layers);
+    }
+    teacher = await Teacher.create(teacherModel, temperature, cfg.threads, hiddenAfter);
   }
   const runnerOpts = {
     batch: cfg.batch,
@@ -346,7 +355,7 @@ async function trainLocked(cfg: TrainConfig, runDir: string, opts: TrainOptions)
     optim: { weightDecay: cfg.weightDecay, clipNorm: cfg.clipNorm },
     dropPath: cfg.dropPath,
     seed: cfg.seed + 2,
-    ...(cfg.distill ? { distill: { alpha: cfg.distill.alpha, temperature: cfg.distill.temperature } } : {}),
+    ...(cfg.distill ? { distill: { alpha: cfg.distill.alpha, temperature: cfg.distill.temperature, ...(cfg.distill.hidden ? { hidden: cfg.distill.hidden } : {}) } } : {}),
   };
   let runner = new StepRunner(model, runnerOpts);
   const trainFolded = (cfg.trainFolded ?? true) && cfg.dropPath === 0;
@@ -403,7 +412,7 @@ async function trainLocked(cfg: TrainConfig, runDir: string, opts: TrainOptions)
     log({ event: 'start', top1: start.top1, top5: start.top5, steps_per_epoch: stepsPerEpoch, ...(opts.command ? { command: opts.command } : {}) });
     const what = model.structure.kind === 'branched' ? 'deep model (every join coefficient 0)' : `${model.config.depth}-layer model`;
     ev.onMessage?.(`start    ${what}: top-1 ${(100 * start.top1).toFixed(2)}%, top-5 ${(100 * start.top5).toFixed(2)}% on ${testSet.count} test images`);
-    if (teacherModel) ev.onMessage?.(`distill  from ${cfg.distill!.teacher} (${teacherModel.config.depth} layers, frozen): alpha ${cfg.distill!.alpha}, temperature ${cfg.distill!.temperature}`);
+    if (teacherModel) ev.onMessage?.(`distill  from ${cfg.distill!.teacher} (${teacherModel.config.depth} layers, frozen): alpha ${cfg.distill!.alpha}, temperature ${cfg.distill!.temperature}${cfg.distill!.hidden ? `, hidden states weight ${cfg.distill!.hidden}` : ''}`);
   }
   for (let epoch = startEpoch; epoch < cfg.epochs; epoch++) {
     const j0 = currentJoin(epoch * stepsPerEpoch);
@@ -443,9 +452,9 @@ async function trainLocked(cfg: TrainConfig, runDir: string, opts: TrainOptions)
       const ts = performance.now();
       const xb = feeder.input(cur);
       // The teacher runs before the step, not beside it: both sessions use every core.
-      const teacherProbs = teacher ? await teacher.probabilities(xb) : undefined;
+      const taught = teacher ? await teacher.targets(xb) : undefined;
       teacherMs += performance.now() - ts;
-      const pending = runner.run(xb, feeder.targets(cur), lr, join_, { teacherProbs });
+      const pending = runner.run(xb, feeder.targets(cur), lr, join_, { teacherProbs: taught?.probs, teacherHidden: taught?.hidden });
       if (s + 1 < stepsPerEpoch) {
         d0 = performance.now();
         feeder.prepare(order, s + 1, 1 - cur);

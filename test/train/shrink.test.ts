@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { evenlySpacedLayers, keepLayers } from '../../src/core/layers.js';
+import { boundaryLayers, evenlySpacedLayers, keepLayers } from '../../src/core/layers.js';
 import { toBranched } from '../../src/core/model.js';
 import { referenceForward } from '../../src/core/reference.js';
 import { Rng } from '../../src/core/rng.js';
@@ -15,7 +15,7 @@ import { Graph } from '../../src/graph/graph.js';
 import { toOnnxBytes } from '../../src/graph/onnx.js';
 import { loadModel, saveModel } from '../../src/io.js';
 import { lossAndGradients, oneHotTargets, Predictor } from '../../src/model/engine.js';
-import { trainingLoss } from '../../src/model/vit-graph.js';
+import { hiddenMatchingLoss, trainingLoss } from '../../src/model/vit-graph.js';
 import { Session } from '../../src/runtime/ort.js';
 import { softTargets, Teacher } from '../../src/train/distill.js';
 import { planShrink, shrinkStart } from '../../src/train/shrink.js';
@@ -64,6 +64,35 @@ describe('distillation loss', () => {
       assert.ok(err < 1e-6, `finite-difference error ${err}`);
     });
   }
+  test('hidden-state matching: value equals the float64 formula (per image); gradients match finite differences', async () => {
+    const S = 2, B = 2, R = 4, D = 3, beta = 0.7; // R = B * T rows, T = 2 tokens
+    const rng = new Rng(12);
+    const h = Array.from({ length: S }, () => Float64Array.from({ length: R * D }, () => rng.normal()));
+    const t = Float64Array.from({ length: S * R * D }, () => rng.normal());
+    const per = (R / B) * D; // values per image
+    let want = 0;
+    for (let s = 0; s < S; s++) {
+      for (let b = 0; b < B; b++) {
+        let num = 0, den = 0;
+        for (let i = b * per; i < (b + 1) * per; i++) {
+          num += (h[s][i] - t[s * R * D + i]) ** 2;
+          den += t[s * R * D + i] ** 2;
+        }
+        want += (beta / S) * (num / den) / B;
+      }
+    }
+    const g = new Graph('hidden', { dtype: 'float64' });
+    const hs = h.map((_, s) => g.input(`h${s}`, 'float64', [R, D]));
+    g.output(hiddenMatchingLoss(g, hs, g.constant(Array.from(t), [S, R, D]), beta, B), 'loss');
+    const session = await Session.create(toOnnxBytes(g), { threads: 1 });
+    const got = (await session.run(Object.fromEntries(h.map((d, s) => [`h${s}`, { shape: [R, D], data: d }])))).loss.data[0] as number;
+    await session.release();
+    assert.ok(Math.abs(got - want) <= 1e-12 * want, `loss ${got} vs ${want}`);
+    // Gradients wrt the student's streams and the teacher's (its norm is in the denominator).
+    const err = await checkGradients([{ shape: [R, D] }, { shape: [R, D] }, { shape: [S, R, D], domain: 'nonzero' }], (gg, [h0, h1, tt]) => gg.reshape(hiddenMatchingLoss(gg, [h0, h1], tt, beta, B), [1]));
+    assert.ok(err < 1e-6, `finite-difference error ${err}`);
+  });
+
   test('alpha 0 is the label loss alone', async () => {
     const rng = new Rng(2);
     const z = Float64Array.from({ length: B * K }, () => rng.normal());
@@ -93,27 +122,69 @@ describe('shrink start', () => {
     });
   }
 
+  for (const k of [2, 3]) {
+    test(`k = ${k}, hidden-state matching: the streams coincide at every coefficient 0 (no gradient), and pull once joining starts`, async () => {
+      const teacher = randomModel(cfg, 60 + k);
+      const L = cfg.depth / k;
+      const { plan, branches } = planShrink(teacher, 'teacher', 'join', L);
+      const student = toBranched(shrinkStart(teacher, plan), branches);
+      const x = randomInput(teacher, 3, 2);
+      const tp = await Predictor.create(teacher, { dtype: 'float64', threads: 1, hiddenAfter: boundaryLayers(cfg.depth, L) });
+      const { logits, hidden } = await tp.forward(x);
+      await tp.release();
+      const T = (cfg.img_size / cfg.patch_size) ** 2 + 1;
+      assert.deepEqual(hidden!.shape, [L - 1, 3 * T, cfg.embed_dim]);
+      const teacherHidden = { shape: hidden!.shape, data: Float64Array.from(hidden!.data as Float64Array) };
+      const distill = { alpha: 1, temperature: 2, teacherProbs: softTargets(logits, 2) };
+      const opts = { dtype: 'float64' as const, threads: 1 };
+      const labels = [0, 2, 4];
+      const plain = await lossAndGradients(student, x, labels, { ...opts, distill });
+      const matched = await lossAndGradients(student, x, labels, { ...opts, distill: { ...distill, hidden: 5, teacherHidden } });
+      const ce = await lossAndGradients(student, x, labels, opts);
+      const maxOf = (gs: typeof ce.grads) => Math.max(...[...gs.values()].flatMap((t) => Array.from(t.data, Math.abs)));
+      assert.ok(Math.abs(matched.loss - plain.loss) < 1e-12, `hidden term at the start ${matched.loss - plain.loss}`);
+      assert.ok(maxOf(matched.grads) < 1e-12 * maxOf(ce.grads), `gradient at the start ${maxOf(matched.grads)}`);
+      // Halfway joined, the streams differ: the term is positive and has a gradient.
+      const join = { attn: Array(L).fill(0.5), ffn: Array(L).fill(0) };
+      const mid = await lossAndGradients(student, x, labels, { ...opts, join, distill: { ...distill, hidden: 5, teacherHidden } });
+      const midPlain = await lossAndGradients(student, x, labels, { ...opts, join, distill });
+      assert.ok(mid.loss - midPlain.loss > 1e-6, `hidden term halfway ${mid.loss - midPlain.loss}`);
+      assert.ok(maxAbsDiff(mid.grads.get('blocks.0.attn.qkv.weight')!.data, midPlain.grads.get('blocks.0.attn.qkv.weight')!.data) > 1e-8);
+    });
+  }
+
+  test('boundary layers: the last layer of each group (join), each kept layer but the last (drop)', () => {
+    assert.deepEqual(boundaryLayers(12, 3), [3, 7]);
+    assert.deepEqual(boundaryLayers(12, 4), [2, 5, 8]);
+    assert.deepEqual(boundaryLayers(12, 1), []);
+    assert.deepEqual(boundaryLayers(12, 3, evenlySpacedLayers(12, 3)), [0, 6]);
+  });
+
   test('the teacher stays frozen: its weights and outputs are bit-identical after distilled steps', async () => {
     const teacher = randomModel(cfg, 50);
     const before = new Map([...teacher.params].map(([n, t]) => [n, Float64Array.from(t.data)]));
-    const t = await Teacher.create(teacher, 2, 1);
+    const t = await Teacher.create(teacher, 2, 1, boundaryLayers(cfg.depth, 3));
     const x = randomInput(teacher, 4, 3);
     const xf = { shape: x.shape, data: Float32Array.from(x.data) };
-    const p0 = await t.probabilities(xf);
+    const t0 = await t.targets(xf);
     const { plan } = planShrink(teacher, 'teacher', 'join', 3);
-    const runner = new StepRunner(toBranched(shrinkStart(teacher, plan), 2, { attn: 0.5, ffn: 0 }), { batch: 4, threads: 1, distill: { alpha: 0.5, temperature: 2 } });
+    const distill = { alpha: 0.5, temperature: 2, hidden: 1 };
+    const runner = new StepRunner(toBranched(shrinkStart(teacher, plan), 2, { attn: 0.5, ffn: 0 }), { batch: 4, threads: 1, distill });
     const start = Float32Array.from(runner.params);
     const targets = oneHotTargets([0, 1, 2, 3], cfg.num_classes, 0.1);
-    for (let i = 0; i < 2; i++) await runner.run(xf, targets, 1e-2, { attn: [0.5, 0.5, 0.5], ffn: [0, 0, 0] }, { teacherProbs: await t.probabilities(xf) });
+    for (let i = 0; i < 2; i++) {
+      const tt = await t.targets(xf);
+      await runner.run(xf, targets, 1e-2, { attn: [0.5, 0.5, 0.5], ffn: [0, 0, 0] }, { teacherProbs: tt.probs, teacherHidden: tt.hidden });
+    }
     assert.ok(maxAbsDiff(runner.params, start) > 0, 'the student trained');
     await runner.release();
     for (const [n, data] of before) assert.deepEqual(teacher.params.get(n)!.data, data, `teacher ${n} changed`);
-    assert.deepEqual((await t.probabilities(xf)).data, p0.data);
+    const t1 = await t.targets(xf);
+    assert.deepEqual(t1.probs.data, t0.probs.data);
+    assert.deepEqual(t1.hidden!.data, t0.hidden!.data);
     await t.release();
-    await assert.rejects(
-      new StepRunner(teacher, { batch: 4, threads: 1, distill: { alpha: 0.5, temperature: 2 } }).run(xf, targets, 0),
-      /needs the teacher's probabilities/,
-    );
+    await assert.rejects(new StepRunner(teacher, { batch: 4, threads: 1, distill }).run(xf, targets, 0), /needs the teacher's probabilities/);
+    await assert.rejects(new StepRunner(toBranched(shrinkStart(teacher, plan), 2), { batch: 4, threads: 1, distill }).run(xf, targets, 0, { attn: [0, 0, 0], ffn: [0, 0, 0] }, { teacherProbs: t0.probs }), /needs the teacher's hidden states/);
   });
 });
 
@@ -167,12 +238,38 @@ describe('vitfold shrink', () => {
     assert.deepEqual(m.structure, { kind: 'folded', branches: 2, source_depth: 4 });
     const recipe = JSON.parse(m.extraMetadata.shrink);
     assert.equal(recipe.method, 'join');
-    assert.deepEqual(recipe.distill, { alpha: 0.9, temperature: 2 });
+    assert.deepEqual(recipe.distill, { alpha: 0.9, temperature: 2, hidden: 4 }, 'joining matches hidden states by default');
     assert.ok(recipe.verify_max_rel < 1e-9, `fold error ${recipe.verify_max_rel}`);
     assert.ok(existsSync(join(run, 'shrunk.onnx')), 'exported');
     const log = readFileSync(join(run, 'log.jsonl'), 'utf8');
     assert.match(log, /"event":"shrunk"/);
     assert.match(log, /"teacher_ms"/);
+  });
+
+  test('--kd-hidden: joined (through the switch to the folded graph) and dropped layers; recorded in the file; bad uses exit 2', () => {
+    const dir = tmpDir();
+    writeDataset(join(dir, 'data'), 64, 32, false);
+    const teacherPath = join(dir, 'teacher.safetensors');
+    saveModel(teacherPath, randomModel(tcfg, 72));
+    const common = ['--data', join(dir, 'data'), '--epochs', '2', '--batch', '32', '--threads', '1', '--no-export', '--kd-hidden', '0.5'];
+    for (const method of ['join', 'drop']) {
+      const r = vitfold('shrink', teacherPath, '--depth', '2', '--method', method, ...common, '--out', join(dir, method));
+      assert.equal(r.code, 0, r.out + r.err);
+      assert.match(r.out, /distilled from the deep model \(alpha 0\.9, T 2, hidden states 0\.5\)/);
+      const recipe = JSON.parse(loadModel(join(dir, method, 'shrunk.safetensors')).extraMetadata.shrink);
+      assert.deepEqual(recipe.distill, { alpha: 0.9, temperature: 2, hidden: 0.5 });
+      const epochs = readFileSync(join(dir, method, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((e) => e.event === 'epoch');
+      assert.equal(epochs.length, 2);
+      assert.ok(epochs.every((e) => Number.isFinite(e.train_loss)));
+    }
+    const noDistill = vitfold('shrink', teacherPath, '--depth', '2', '--no-distill', ...common, '--out', join(dir, 'bad1'));
+    assert.equal(noDistill.code, 2);
+    assert.match(noDistill.err, /--kd-hidden is part of the distillation/);
+    const oneLayer = vitfold('shrink', teacherPath, '--depth', '1', ...common, '--out', join(dir, 'bad2'));
+    assert.equal(oneLayer.code, 2);
+    assert.match(oneLayer.err, /--kd-hidden .* needs --depth 2 or more/);
+    const negative = vitfold('shrink', teacherPath, '--depth', '2', ...common, '--kd-hidden', '-1', '--out', join(dir, 'bad3'));
+    assert.equal(negative.code, 2);
   });
 
   test('drop and the instant fold; bad input exits 2 with the reason', () => {
@@ -183,6 +280,7 @@ describe('vitfold shrink', () => {
     const drop = vitfold('shrink', teacherPath, '--depth', '3', '--method', 'drop', '--data', join(dir, 'data'), '--epochs', '1', '--batch', '32', '--threads', '1', '--no-export', '--out', join(dir, 'drop'));
     assert.equal(drop.code, 0, drop.out + drop.err);
     assert.match(drop.out, /layers 0, 2, 3 kept/);
+    assert.match(drop.out, /distilled from the deep model \(alpha 0\.9, T 2\)/, 'kept layers: no hidden-state matching by default');
     assert.equal(loadModel(join(dir, 'drop', 'shrunk.safetensors')).config.depth, 3);
     const instant = vitfold('shrink', teacherPath, '--depth', '2', '--epochs', '0', '--data', join(dir, 'data'), '--no-export', '--out', join(dir, 'instant'));
     assert.equal(instant.code, 0, instant.out + instant.err);
