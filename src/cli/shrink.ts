@@ -107,7 +107,7 @@ Examples:
         const cfg = shrinkConfig(base, teacher, plan, branches, o.distill ? { alpha: o.kdAlpha, temperature: o.kdTemperature, ...(kdHidden > 0 ? { hidden: kdHidden } : {}) } : null);
         const how = plan.method === 'join' ? `${D / depth} branches per block joined (${cfg.join.mode}, ${cfg.join.shape}) over ${cfg.join.start}-${cfg.join.end} of the run, then folded` : `layers ${plan.layers!.join(', ')} kept`;
         console.log(`shrink   ${teacherPath} (${describeConfig(teacher.config)}) -> ${depth} layers: ${how}`);
-        console.log(`recipe   ${cfg.epochs} epochs, lr ${cfg.lr}, ${cfg.data.limitTrain ?? 'all'} training images, ${cfg.distill ? `distilled from the deep model (alpha ${cfg.distill.alpha}, T ${cfg.distill.temperature}${cfg.distill.hidden ? `, hidden states ${cfg.distill.hidden}` : ''})` : 'labels only'}`);
+        console.log(`recipe   ${cfg.epochs} epochs, lr ${cfg.lr}, ${cfg.data.limitTrain ?? 'all'} training images, ${cfg.distill ? `distilled from the deep model (alpha ${cfg.distill.alpha}, T ${cfg.distill.temperature}${cfg.distill.hidden ? `, hidden-state matching beta ${cfg.distill.hidden}` : ''})` : 'labels only'}`);
         r = await runTrainingWith((events) => shrink(cfg, o.out, { force: o.force, events, command: commandLine() }));
       }
       printResult(r);

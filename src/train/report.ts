@@ -160,7 +160,7 @@ export function reportHtml(config: RunConfig, records: LogRecord[], opts: { runD
     ['top-1', `${start ? `${pct(start.top1)} at the start → ` : ''}<strong>${pct(last?.top1 ?? shrunk?.top1)}</strong>${last ? ` after epoch ${num(last.epoch) ?? '–'}` : ''}${num(last?.top5) !== undefined ? ` (top-5 ${pct(last!.top5)})` : ''}${shrunk ? `; teacher ${pct(shrunk.teacher_top1)}, instant fold ${pct(shrunk.instant_top1)}` : ''}`],
     ['training time', `${seconds.toFixed(0)} s in ${epochs.length} epochs`],
   ];
-  if (config.distill && !instant) facts.push(['distillation', esc(`from ${config.distill.teacher} (frozen): alpha ${config.distill.alpha}, temperature ${config.distill.temperature}${config.distill.hidden ? `, hidden states ${config.distill.hidden}` : ''}`)]);
+  if (config.distill && !instant) facts.push(['distillation', esc(`from ${config.distill.teacher} (frozen): alpha ${config.distill.alpha}, temperature ${config.distill.temperature}${config.distill.hidden ? `, hidden-state matching beta ${config.distill.hidden}` : ''}`)]);
   // The fold's check as logged when it happened: at the switch to the folded graph, else at the end.
   const verify = sw
     ? { verify_max_rel: sw.verifyMaxRel, agreement: sw.agreement, top1_joined: sw.joinedTop1, top1_folded: sw.foldedTop1, folded_at_epoch: sw.epoch }

@@ -412,7 +412,7 @@ async function trainLocked(cfg: TrainConfig, runDir: string, opts: TrainOptions)
     log({ event: 'start', top1: start.top1, top5: start.top5, steps_per_epoch: stepsPerEpoch, ...(opts.command ? { command: opts.command } : {}) });
     const what = model.structure.kind === 'branched' ? 'deep model (every join coefficient 0)' : `${model.config.depth}-layer model`;
     ev.onMessage?.(`start    ${what}: top-1 ${(100 * start.top1).toFixed(2)}%, top-5 ${(100 * start.top5).toFixed(2)}% on ${testSet.count} test images`);
-    if (teacherModel) ev.onMessage?.(`distill  from ${cfg.distill!.teacher} (${teacherModel.config.depth} layers, frozen): alpha ${cfg.distill!.alpha}, temperature ${cfg.distill!.temperature}${cfg.distill!.hidden ? `, hidden states weight ${cfg.distill!.hidden}` : ''}`);
+    if (teacherModel) ev.onMessage?.(`distill  from ${cfg.distill!.teacher} (${teacherModel.config.depth} layers, frozen): alpha ${cfg.distill!.alpha}, temperature ${cfg.distill!.temperature}${cfg.distill!.hidden ? `, hidden-state matching beta ${cfg.distill!.hidden}` : ''}`);
   }
   for (let epoch = startEpoch; epoch < cfg.epochs; epoch++) {
     const j0 = currentJoin(epoch * stepsPerEpoch);

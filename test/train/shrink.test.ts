@@ -255,7 +255,7 @@ describe('vitfold shrink', () => {
     for (const method of ['join', 'drop']) {
       const r = vitfold('shrink', teacherPath, '--depth', '2', '--method', method, ...common, '--out', join(dir, method));
       assert.equal(r.code, 0, r.out + r.err);
-      assert.match(r.out, /distilled from the deep model \(alpha 0\.9, T 2, hidden states 0\.5\)/);
+      assert.match(r.out, /distilled from the deep model \(alpha 0\.9, T 2, hidden-state matching beta 0\.5\)/);
       const recipe = JSON.parse(loadModel(join(dir, method, 'shrunk.safetensors')).extraMetadata.shrink);
       assert.deepEqual(recipe.distill, { alpha: 0.9, temperature: 2, hidden: 0.5 });
       const epochs = readFileSync(join(dir, method, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((e) => e.event === 'epoch');
