@@ -112,6 +112,10 @@ class DistributedTraining(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr[-2000:])
         d = max_diff(os.path.join(out, "last.safetensors"), os.path.join(out2, "last.safetensors"))
         self.assertLess(d, 1e-10, f"shrink with --hidden, 2 processes vs 1: weights differ by {d}")
+        for bad, why in ((["--hidden", "1"], "it is for --shrink runs"), (["--shrink", deep, "--depth", "1", "--hidden", "1"], "needs --depth 2 or more")):
+            r = self.launch(1, ["--out", os.path.join(self.tmp, "bad"), "--data", self.data, *bad])
+            self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+            self.assertIn(why, r.stderr)
         _, md = read_safetensors(os.path.join(out, "joined.safetensors"))
         self.assertEqual(md["structure"], '{"kind":"branched","branches":4,"attn":[1.0,1.0,1.0],"ffn":[1.0,1.0,1.0]}')
         r = vitfold("fold", os.path.join(out, "joined.safetensors"), "--out", os.path.join(self.tmp, "shrunk.safetensors"), "--verify")

@@ -143,6 +143,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         fail("--shrink joins the deep model's layers: --join together or sequential")
     if a.hidden < 0 or not math.isfinite(a.hidden):
         fail(f"--hidden must be a number >= 0, got {a.hidden}")
+    if a.hidden > 0 and not a.shrink:
+        fail("--hidden matches the deep model's hidden states: it is for --shrink runs")
     if a.hidden > 0 and a.shrink and a.depth < 2:
         fail("--hidden matches the boundaries between the shallow model's layers: it needs --depth 2 or more")
     if a.batch % world:

@@ -117,9 +117,10 @@ export class StepRunner {
     return this.dtype === 'float32' ? Float32Array.from(values) : Float64Array.from(values);
   }
 
-  /** A host tensor's data in the step's dtype (float64 data converted for float32 steps). */
+  /** A host tensor's data in the step's dtype (converted when it is the other float type). */
   private floats(data: HostTensor['data'] | Tensor['data']): F {
-    return data instanceof Float64Array && this.dtype === 'float32' ? this.arr(data) : (data as F);
+    const same = this.dtype === 'float32' ? data instanceof Float32Array : data instanceof Float64Array;
+    return same ? (data as F) : this.arr(data as ArrayLike<number>);
   }
 
   /**

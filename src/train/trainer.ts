@@ -340,7 +340,7 @@ async function trainLocked(cfg: TrainConfig, runDir: string, opts: TrainOptions)
     }
     if (teacherModel.structure.kind === 'branched' && !isFullyJoined(teacherModel.structure)) throw new TrainError(`teacher ${path}: a branched model that is not fully joined; fold it or use a plain checkpoint`);
     let hiddenAfter: number[] | undefined;
-    if (cfg.distill.hidden) {
+    if (cfg.distill.hidden !== undefined && cfg.distill.hidden !== 0) {
       if (!(cfg.distill.hidden > 0 && Number.isFinite(cfg.distill.hidden))) throw new TrainError(`hidden-state matching weight must be a positive number, got ${cfg.distill.hidden}`);
       if (!cfg.shrink) throw new TrainError('hidden-state matching is for shrink runs (it matches the shallow model\'s block boundaries to the deep model\'s layers)');
       if (teacherModel.structure.kind === 'branched') throw new TrainError(`teacher ${path}: hidden-state matching needs a plain or folded teacher`);

@@ -153,6 +153,21 @@ describe('shrink start', () => {
     });
   }
 
+  test('the teacher\'s hidden states: float32 inference graphs (token-major rows) give the float64 image-major values', async () => {
+    const teacher = randomModel(cfg, 64);
+    const x = randomInput(teacher, 3, 4);
+    const after = boundaryLayers(cfg.depth, 3);
+    const f64 = await Predictor.create(teacher, { dtype: 'float64', threads: 1, hiddenAfter: after });
+    const f32 = await Predictor.create(teacher, { dtype: 'float32', threads: 1, hiddenAfter: after });
+    const [a, b] = [(await f64.forward(x)).hidden!, (await f32.forward(x)).hidden!];
+    await f64.release();
+    await f32.release();
+    assert.ok(b.data instanceof Float32Array);
+    assert.deepEqual(a.shape, b.shape);
+    const scale = Math.max(...Array.from(a.data as Float64Array, Math.abs));
+    assert.ok(maxAbsDiff(a.data as Float64Array, b.data as Float32Array) < 1e-5 * scale, `float32 vs float64 hidden states differ by ${maxAbsDiff(a.data as Float64Array, b.data as Float32Array)}`);
+  });
+
   test('boundary layers: the last layer of each group (join), each kept layer but the last (drop)', () => {
     assert.deepEqual(boundaryLayers(12, 3), [3, 7]);
     assert.deepEqual(boundaryLayers(12, 4), [2, 5, 8]);
