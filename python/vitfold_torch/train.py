@@ -161,6 +161,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     # The model: from scratch (preset), from --init, or the deep model to shrink.
     torch.manual_seed(a.seed)
     teacher: Optional[VisionTransformer] = None
+    matched_layers: List[int] = []  # the teacher's layers matched at the block boundaries (--hidden)
     metadata: Dict[str, str] = {}
     source = a.shrink or a.init
     if source:
@@ -174,7 +175,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         branches = model.cfg.depth // a.depth
         # The frozen teacher: the deep model as loaded, before any training changes the student.
         teacher = copy.deepcopy(model).to(device, dtype).eval().requires_grad_(False)
-        matched_layers = boundary_layers(model.cfg.depth, a.depth)
+        matched_layers = boundary_layers(model.cfg.depth, a.depth) if a.hidden > 0 else []
     elif a.init:
         branches = a.branches
     else:
@@ -281,12 +282,16 @@ def main(argv: Optional[List[str]] = None) -> int:
             for group in opt.param_groups:
                 group["lr"] = learning_rate(a.lr, warmup, total, a.min_lr, step)
             with torch.autocast("cuda", dtype=torch.bfloat16) if cuda and not a.float64 else contextlib.nullcontext():
-                match = teacher is not None and a.hidden > 0
-                logits, h = ddp(x, s, hidden=True) if match else (ddp(x, s), None)
-                with torch.no_grad():
-                    t_logits, t_h = teacher(x, hidden=True) if match else (teacher(x) if teacher is not None else None, None)
+                if matched_layers:
+                    logits, h = ddp(x, s, hidden=True)
+                    with torch.no_grad():
+                        t_logits, t_h = teacher(x, hidden=True)
+                else:
+                    logits = ddp(x, s)
+                    with torch.no_grad():
+                        t_logits = teacher(x) if teacher is not None else None
                 loss = training_loss(logits.to(dtype), smoothed_targets(y, cfg.num_classes, a.label_smoothing).to(device), None if t_logits is None else t_logits.to(dtype), a.alpha, a.temperature)
-                if match:
+                if matched_layers:
                     loss = loss + hidden_matching_loss([v.to(dtype) for v in h], [t_h[i].to(dtype) for i in matched_layers], a.hidden)
             opt.zero_grad(set_to_none=True)
             loss.backward()

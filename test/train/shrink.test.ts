@@ -6,6 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
+import { numTokens } from '../../src/core/config.js';
 import { boundaryLayers, evenlySpacedLayers, keepLayers } from '../../src/core/layers.js';
 import { toBranched } from '../../src/core/model.js';
 import { referenceForward } from '../../src/core/reference.js';
@@ -132,8 +133,7 @@ describe('shrink start', () => {
       const tp = await Predictor.create(teacher, { dtype: 'float64', threads: 1, hiddenAfter: boundaryLayers(cfg.depth, L) });
       const { logits, hidden } = await tp.forward(x);
       await tp.release();
-      const T = (cfg.img_size / cfg.patch_size) ** 2 + 1;
-      assert.deepEqual(hidden!.shape, [L - 1, 3 * T, cfg.embed_dim]);
+      assert.deepEqual(hidden!.shape, [L - 1, 3 * numTokens(cfg), cfg.embed_dim]);
       const teacherHidden = { shape: hidden!.shape, data: Float64Array.from(hidden!.data as Float64Array) };
       const distill = { alpha: 1, temperature: 2, teacherProbs: softTargets(logits, 2) };
       const opts = { dtype: 'float64' as const, threads: 1 };
